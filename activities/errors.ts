@@ -1,0 +1,129 @@
+/**
+ * The one error hierarchy. Each error names the state of the data, carries context in its
+ * message (`[provider=…, piece=…]`) and its cause, and says whether retrying can help.
+ * At the activity boundary `toFailure` turns it into an ApplicationFailure whose `type` is the
+ * error's name, so workflows and clients can branch on the type, never on message text.
+ */
+import { ApplicationFailure } from '@temporalio/common';
+
+export abstract class ProvenantError extends Error {
+  /** Whether a retry of the same call may succeed (transient). */
+  abstract readonly retryable: boolean;
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+  static is(value: unknown): value is ProvenantError {
+    return value instanceof ProvenantError;
+  }
+  toJSON(): Record<string, unknown> {
+    return { name: this.name, message: this.message, retryable: this.retryable };
+  }
+}
+
+function define<N extends string>(name: N, retryable: boolean) {
+  const C = class extends ProvenantError {
+    override readonly name: string = name;
+    readonly retryable = retryable;
+    static override is(value: unknown): value is ProvenantError {
+      return value instanceof ProvenantError && value.name === name;
+    }
+  };
+  Object.defineProperty(C, 'name', { value: name });
+  return C;
+}
+
+// ---- configuration and requests -------------------------------------------------------------
+export class ConfigError extends ProvenantError {
+  override readonly name = 'ConfigError';
+  readonly retryable = false;
+  constructor(
+    message: string,
+    readonly issues: { path: string; message: string }[],
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+export class UnknownProviderError extends define('UnknownProviderError', false) {}
+export class PolicyUnsatisfiableError extends define('PolicyUnsatisfiableError', false) {}
+
+// ---- source (nothing read yet or the source is unusable) ----------------------------------
+export class SourceNotFoundError extends define('SourceNotFoundError', false) {}
+export class NotADirectoryError extends define('NotADirectoryError', false) {}
+export class EmptyDatasetError extends define('EmptyDatasetError', false) {}
+export class UnreadableFileError extends define('UnreadableFileError', false) {}
+export class SymlinkLoopError extends define('SymlinkLoopError', false) {}
+export class SymlinkEscapesRootError extends define('SymlinkEscapesRootError', false) {}
+export class BrokenSymlinkError extends define('BrokenSymlinkError', false) {}
+export class InvalidFileNameError extends define('InvalidFileNameError', false) {}
+/** The file changed between scan and read, or while it was read: the archive would be wrong. */
+export class FileChangedError extends define('FileChangedError', false) {}
+
+// ---- staging and packing ------------------------------------------------------------------
+export class StagingMissingError extends define('StagingMissingError', false) {}
+export class PieceSizeExceededError extends define('PieceSizeExceededError', false) {}
+
+// ---- providers: StoreError = nothing stored; IntegrityError = stored bytes are wrong --------
+export class StoreError extends define('StoreError', true) {}
+export class ProviderUnavailableError extends define('ProviderUnavailableError', true) {}
+export class PieceNotFoundError extends define('PieceNotFoundError', false) {}
+export class IntegrityError extends define('IntegrityError', false) {}
+
+// ---- restore ------------------------------------------------------------------------------
+export class ManifestNotFoundError extends define('ManifestNotFoundError', false) {}
+export class ManifestInvalidError extends define('ManifestInvalidError', false) {}
+export class NoHealthyReplicaError extends define('NoHealthyReplicaError', false) {}
+export class TargetNotEmptyError extends define('TargetNotEmptyError', false) {}
+export class PathEscapeError extends define('PathEscapeError', false) {}
+
+/** Every error type that no retry can fix; workflows list these as non-retryable. */
+export const NON_RETRYABLE_ERROR_TYPES = [
+  'ConfigError', 'UnknownProviderError', 'PolicyUnsatisfiableError', 'SourceNotFoundError',
+  'NotADirectoryError', 'EmptyDatasetError', 'UnreadableFileError', 'SymlinkLoopError',
+  'SymlinkEscapesRootError', 'BrokenSymlinkError', 'InvalidFileNameError', 'FileChangedError',
+  'StagingMissingError', 'PieceSizeExceededError', 'ManifestNotFoundError', 'ManifestInvalidError',
+  'NoHealthyReplicaError', 'TargetNotEmptyError', 'PathEscapeError', 'PieceNotFoundError',
+] as const;
+
+/** Turn any thrown value into what an activity should throw to Temporal. */
+export function toFailure(err: unknown): unknown {
+  if (err instanceof ApplicationFailure) return err;
+  if (ProvenantError.is(err)) {
+    return ApplicationFailure.create({
+      type: err.name,
+      message: err.message,
+      nonRetryable: !err.retryable,
+      cause: err.cause instanceof Error ? err.cause : undefined,
+    });
+  }
+  return err;
+}
+
+/** Rebuild a typed error from a {name, message} pair (e.g. sent from a worker thread). */
+const registry: Record<string, new (message: string) => ProvenantError> = {};
+for (const C of [
+  UnknownProviderError, PolicyUnsatisfiableError, SourceNotFoundError, NotADirectoryError,
+  EmptyDatasetError, UnreadableFileError, SymlinkLoopError, SymlinkEscapesRootError,
+  BrokenSymlinkError, InvalidFileNameError, FileChangedError, StagingMissingError,
+  PieceSizeExceededError, StoreError, ProviderUnavailableError, PieceNotFoundError,
+  IntegrityError, ManifestNotFoundError, ManifestInvalidError, NoHealthyReplicaError,
+  TargetNotEmptyError, PathEscapeError,
+]) {
+  registry[C.name] = C as unknown as new (message: string) => ProvenantError;
+}
+export function reviveError(e: { name: string; message: string; stack?: string }): Error {
+  const C = registry[e.name];
+  const err = C ? new C(e.message) : Object.assign(new Error(e.message), { name: e.name });
+  if (e.stack) err.stack = e.stack;
+  return err;
+}
+
+/** Render a path for messages without lossy decoding (non-UTF-8 bytes as \xNN). */
+export function showPath(p: string | Buffer): string {
+  if (typeof p === 'string') return JSON.stringify(p);
+  let out = '';
+  const s = p.toString('utf8');
+  if (Buffer.from(s, 'utf8').equals(p)) return JSON.stringify(s);
+  for (const b of p) out += b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : `\\x${b.toString(16).padStart(2, '0')}`;
+  return `"${out}"`;
+}

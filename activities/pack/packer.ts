@@ -1,0 +1,305 @@
+/**
+ * The packer: listing → UnixFS blocks → CAR shards, with a checkpoint after every shard.
+ *
+ * Resume: a checkpoint records, at the moment a shard completed, which listing event was being
+ * processed, how many of that event's blocks were already written, and the open directories'
+ * entries. A resumed run replays that event without writing those blocks again (encoding is
+ * deterministic), so finished shards are never rewritten and no shard is duplicated or torn.
+ */
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import readline from 'node:readline';
+import { CID } from 'multiformats/cid';
+import { FileChangedError, showPath, UnreadableFileError, SourceNotFoundError, StagingMissingError } from '../errors.js';
+import type { ListingLine } from '../ingest/scan.js';
+import { RAW_CODE } from './cids.js';
+import { ShardWriter, type ShardInfo } from './shard-writer.js';
+import { CHUNK_BYTES, encodeDirectory, FileBuilder, type Block, type DirEntry } from './unixfs.js';
+
+export interface PackOptions {
+  sourceRoot: string;
+  listingPath: string;
+  /** The dataset's staging directory (shards, checkpoint, files.ndjson). */
+  dir: string;
+  shardBytes: number;
+}
+
+export interface FileRecord {
+  path: string;
+  size: number;
+  mtimeMs: number;
+  sha256: string;
+  cid: string;
+  /** First and last shard holding this file's blocks. */
+  shards: [number, number];
+  /** Content byte ranges per shard, only for files split across shards. */
+  ranges?: { shard: number; offset: number; length: number }[];
+}
+
+export interface PackResult {
+  rootCid: string;
+  shards: number;
+  files: number;
+  bytes: number;
+  carBytes: number;
+  /** Shards this run wrote (the rest came from a checkpoint). */
+  shardsWritten: number;
+  resumedFromShard: number;
+}
+
+interface OpenDir {
+  name: string;
+  entries: DirEntry[];
+}
+
+interface Checkpoint {
+  version: 1;
+  shards: ShardInfo[];
+  event: number;
+  skipBlocks: number;
+  dirs: { name: string; entries: [string, string, number][] }[];
+  filesBytes: number;
+  files: number;
+  bytes: number;
+  eventFirstShard: number;
+  eventRanges: { shard: number; offset: number; length: number }[];
+  done?: PackResult;
+}
+
+export interface PackProgress {
+  shardsDone: number;
+  files: number;
+  bytes: number;
+}
+
+export const CHECKPOINT = 'pack-checkpoint.json';
+export const FILES = 'files.ndjson';
+
+function writeJsonAtomic(file: string, value: unknown): void {
+  const tmp = `${file}.tmp`;
+  const fd = fs.openSync(tmp, 'w');
+  fs.writeSync(fd, JSON.stringify(value));
+  fs.fsyncSync(fd);
+  fs.closeSync(fd);
+  fs.renameSync(tmp, file);
+}
+
+export function readCheckpoint(dir: string): Checkpoint | undefined {
+  try {
+    return JSON.parse(fs.readFileSync(path.join(dir, CHECKPOINT), 'utf8')) as Checkpoint;
+  } catch {
+    return undefined;
+  }
+}
+
+export function readShards(dir: string): ShardInfo[] {
+  const cp = readCheckpoint(dir);
+  if (!cp?.done) throw new StagingMissingError(`no finished pack in ${showPath(dir)}`);
+  return cp.shards;
+}
+
+export async function runPack(opts: PackOptions, onProgress: (p: PackProgress) => void = () => {}): Promise<PackResult> {
+  if (!fs.existsSync(opts.listingPath)) throw new StagingMissingError(`listing missing: ${showPath(opts.listingPath)}`);
+  fs.mkdirSync(opts.dir, { recursive: true });
+  const cp = readCheckpoint(opts.dir);
+  if (cp?.done) return cp.done;
+
+  // Drop anything a killed run left behind past the checkpoint.
+  const kept = cp?.shards.length ?? 0;
+  for (const f of fs.readdirSync(opts.dir)) {
+    const m = /^shard-(\d+)\.car(\.partial)?$/.exec(f);
+    if (m && (m[2] || Number(m[1]) >= kept)) fs.rmSync(path.join(opts.dir, f), { force: true });
+  }
+  const filesPath = path.join(opts.dir, FILES);
+  if (cp) fs.truncateSync(filesPath, cp.filesBytes);
+  else fs.writeFileSync(filesPath, '');
+  const filesFd = fs.openSync(filesPath, 'a');
+
+  const shards: ShardInfo[] = cp ? [...cp.shards] : [];
+  const stack: OpenDir[] = cp
+    ? cp.dirs.map((d) => ({ name: d.name, entries: d.entries.map(([name, cid, dag]) => ({ name, cid: CID.parse(cid), dagByteLength: dag })) }))
+    : [];
+  let files = cp?.files ?? 0;
+  let bytes = cp?.bytes ?? 0;
+  let filesBytes = cp?.filesBytes ?? 0;
+  const resumeEvent = cp?.event ?? -1;
+  let skip = cp?.skipBlocks ?? 0;
+
+  // Per-event state, captured into the checkpoint when a shard completes mid-event.
+  let eventIndex = -1;
+  let eventWritten = 0;
+  let eventFirstShard = -1;
+  let eventRanges: { shard: number; offset: number; length: number }[] = [];
+  let carBytes = shards.reduce((n, s) => n + s.carBytes, 0);
+
+  const onShard = (info: ShardInfo) => {
+    shards.push(info);
+    carBytes += info.carBytes;
+    fs.fsyncSync(filesFd);
+    const checkpoint: Checkpoint = {
+      version: 1,
+      shards,
+      event: eventIndex,
+      skipBlocks: eventWritten,
+      dirs: stack.map((d) => ({ name: d.name, entries: d.entries.map((e) => [e.name, e.cid.toString(), e.dagByteLength]) })),
+      filesBytes,
+      files,
+      bytes,
+      eventFirstShard,
+      eventRanges,
+    };
+    writeJsonAtomic(path.join(opts.dir, CHECKPOINT), checkpoint);
+    onProgress({ shardsDone: shards.length, files, bytes });
+  };
+  const writer = new ShardWriter(opts.dir, opts.shardBytes, shards.length, onShard);
+
+  /** Returns the shard the block went to, or -1 when it was already written before a resume. */
+  const emit = (block: Block): number => {
+    if (skip > 0) {
+      skip--;
+      return -1;
+    }
+    if (writer.wouldOverflow(block.cid, block.bytes)) writer.close();
+    const shard = writer.write(block.cid, block.bytes);
+    eventWritten++;
+    if (eventFirstShard < 0) eventFirstShard = shard;
+    return shard;
+  };
+
+  const chunk = Buffer.allocUnsafe(CHUNK_BYTES);
+  const dirPath = () => stack.slice(1).map((d) => d.name).join('/');
+
+  const packFile = async (name: string, size: number, mtimeMs: number, src: string): Promise<void> => {
+    const rel = stack.length > 1 ? `${dirPath()}/${name}` : name;
+    const abs = path.join(opts.sourceRoot, ...src.split('/'));
+    let fd: number;
+    try {
+      fd = fs.openSync(abs, 'r');
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      if (e.code === 'EACCES' || e.code === 'EPERM') throw new UnreadableFileError(`cannot read ${showPath(rel)}: permission denied`, { cause: e });
+      if (e.code === 'ENOENT') throw new FileChangedError(`file disappeared after the scan: ${showPath(rel)}`, { cause: e });
+      throw e;
+    }
+    try {
+      const changed = (why: string) => new FileChangedError(`file changed while being archived (${why}): ${showPath(rel)}`);
+      const before = fs.fstatSync(fd);
+      if (before.size !== size || Math.trunc(before.mtimeMs) !== mtimeMs) throw changed('size or mtime differs from the scan');
+      const sha = crypto.createHash('sha256');
+      const ranges = eventRanges;
+      let offset = 0;
+      let leafCursor = 0;
+      const builder = new FileBuilder((b) => {
+        const shard = emit(b);
+        if (b.cid.code !== RAW_CODE || b.bytes.length === 0) return;
+        // Leaves come in file order: each extends the content range of the shard it landed in.
+        const leafOffset = leafCursor;
+        leafCursor += b.bytes.length;
+        if (shard < 0) return;
+        const last = ranges[ranges.length - 1];
+        if (last && last.shard === shard) last.length += b.bytes.length;
+        else ranges.push({ shard, offset: leafOffset, length: b.bytes.length });
+      });
+      while (offset < size) {
+        const want = Math.min(CHUNK_BYTES, size - offset);
+        let got = 0;
+        while (got < want) {
+          const n = fs.readSync(fd, chunk, got, want - got, offset + got);
+          if (n === 0) throw changed('it got shorter');
+          got += n;
+        }
+        const view = chunk.subarray(0, want);
+        sha.update(view);
+        await builder.addChunk(view);
+        offset += want;
+        bytesSinceReport += want;
+        if (bytesSinceReport >= 64 * CHUNK_BYTES) {
+          bytesSinceReport = 0;
+          onProgress({ shardsDone: shards.length, files, bytes: bytes + offset });
+        }
+      }
+      if (fs.readSync(fd, chunk, 0, 1, size) !== 0) throw changed('it got longer');
+      const after = fs.fstatSync(fd);
+      if (after.size !== size || after.mtimeMs !== before.mtimeMs) throw changed('modified during read');
+      const link = await builder.close();
+      stack[stack.length - 1]!.entries.push({ name, cid: link.cid, dagByteLength: link.dagByteLength });
+      const lastShard = writer.open ? writer.nextIndex : writer.nextIndex - 1;
+      const rec: FileRecord = {
+        path: rel,
+        size,
+        mtimeMs,
+        sha256: sha.digest('hex'),
+        cid: link.cid.toString(),
+        shards: [eventFirstShard < 0 ? lastShard : eventFirstShard, lastShard],
+      };
+      if (rec.shards[0] !== rec.shards[1]) rec.ranges = eventRanges;
+      const line = Buffer.from(JSON.stringify(rec) + '\n');
+      fs.writeSync(filesFd, line);
+      filesBytes += line.length;
+      files++;
+      bytes += size;
+    } finally {
+      fs.closeSync(fd);
+    }
+  };
+  let bytesSinceReport = 0;
+
+  if (!fs.existsSync(opts.sourceRoot)) throw new SourceNotFoundError(`source vanished: ${showPath(opts.sourceRoot)}`);
+
+  const rl = readline.createInterface({ input: fs.createReadStream(opts.listingPath), crlfDelay: Infinity });
+  let index = -1;
+  let rootCid: CID | undefined;
+  try {
+    for await (const text of rl) {
+      index++;
+      if (index < resumeEvent) continue;
+      const ev = JSON.parse(text) as ListingLine;
+      eventIndex = index;
+      eventWritten = index === resumeEvent ? (cp?.skipBlocks ?? 0) : 0;
+      eventFirstShard = index === resumeEvent ? (cp?.eventFirstShard ?? -1) : -1;
+      eventRanges = index === resumeEvent ? [...(cp?.eventRanges ?? [])] : [];
+      switch (ev[0]) {
+        case 'D':
+          stack.push({ name: ev[1], entries: [] });
+          break;
+        case 'F':
+          await packFile(ev[1], ev[2], ev[3], ev[4]);
+          break;
+        case 'E': {
+          const top = stack[stack.length - 1]!;
+          const link = await encodeDirectory(top.entries, emit);
+          stack.pop();
+          if (stack.length > 0) stack[stack.length - 1]!.entries.push({ name: top.name, cid: link.cid, dagByteLength: link.dagByteLength });
+          else rootCid = link.cid;
+          break;
+        }
+      }
+    }
+    if (!rootCid) throw new StagingMissingError(`listing ended before the root directory closed: ${showPath(opts.listingPath)}`);
+    eventIndex = index + 1;
+    eventWritten = 0;
+    const resumedFromShard = kept;
+    writer.close();
+    fs.fsyncSync(filesFd);
+    const result: PackResult = {
+      rootCid: rootCid.toString(),
+      shards: shards.length,
+      files,
+      bytes,
+      carBytes,
+      shardsWritten: shards.length - resumedFromShard,
+      resumedFromShard,
+    };
+    const done = readCheckpoint(opts.dir)!;
+    done.done = result;
+    writeJsonAtomic(path.join(opts.dir, CHECKPOINT), done);
+    return result;
+  } catch (err) {
+    writer.abort();
+    throw err;
+  } finally {
+    rl.close();
+    fs.closeSync(filesFd);
+  }
+}

@@ -1,0 +1,140 @@
+/**
+ * A local directory as a storage provider. Several of them stand in for independent providers
+ * on one machine. Writes are atomic (temp file + fsync + rename) and verified against the CAR CID.
+ *
+ * Layout: <root>/pieces/<pieceCid>.car, <root>/pieces/<pieceCid>.json, <root>/roots/<rootCid>
+ */
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { carCidFromSha256 } from '../pack/cids.js';
+import { IntegrityError, PieceNotFoundError, StoreError } from '../errors.js';
+import type { CallOptions, PieceRef, Placement, ReplicaStatus, StorageProvider } from './provider.js';
+
+const SAFE_CID = /^[a-z0-9]+$/;
+
+export class LocalProvider implements StorageProvider {
+  readonly kind = 'local';
+  constructor(
+    readonly id: string,
+    private readonly root: string,
+  ) {}
+
+  private key(pieceCid: string): string {
+    if (!SAFE_CID.test(pieceCid)) throw new PieceNotFoundError(`not a piece CID [provider=${this.id}, piece=${pieceCid}]`);
+    return path.join(this.root, 'pieces', `${pieceCid}.car`);
+  }
+
+  async put(piece: PieceRef, open: () => Readable, o: CallOptions = {}): Promise<Placement> {
+    const file = this.key(piece.pieceCid);
+    const existing = await fsp.stat(file).catch(() => undefined);
+    if (existing && existing.size === piece.bytes) {
+      return { providerId: this.id, pieceCid: piece.pieceCid, existed: true, storedAt: existing.mtime.toISOString() };
+    }
+    await fsp.mkdir(path.dirname(file), { recursive: true });
+    await fsp.mkdir(path.join(this.root, 'roots'), { recursive: true });
+    const tmp = `${file}.${process.pid}.${crypto.randomBytes(4).toString('hex')}.tmp`;
+    const hash = crypto.createHash('sha256');
+    let bytes = 0;
+    try {
+      const out = fs.createWriteStream(tmp, { flags: 'wx' });
+      await pipeline(
+        open(),
+        async function* (src: AsyncIterable<Buffer>) {
+          for await (const chunk of src) {
+            hash.update(chunk);
+            bytes += chunk.length;
+            yield chunk;
+          }
+        },
+        out,
+        { signal: o.signal },
+      );
+      const got = carCidFromSha256(hash.digest());
+      if (got !== piece.carCid || bytes !== piece.bytes) {
+        throw new IntegrityError(
+          `bytes sent do not match the shard [provider=${this.id}, piece=${piece.pieceCid}, expected=${piece.carCid}/${piece.bytes}, got=${got}/${bytes}]`,
+        );
+      }
+      const fh = await fsp.open(tmp, 'r+');
+      await fh.sync();
+      await fh.close();
+      await fsp.rename(tmp, file);
+      await writeAtomic(`${file.slice(0, -4)}.json`, JSON.stringify(piece));
+      await writeAtomic(path.join(this.root, 'roots', piece.rootCid), piece.pieceCid);
+      await syncDir(path.dirname(file));
+    } catch (err) {
+      await fsp.rm(tmp, { force: true });
+      if (err instanceof IntegrityError) throw err;
+      throw new StoreError(`write failed [provider=${this.id}, piece=${piece.pieceCid}]: ${(err as Error).message}`, { cause: err });
+    }
+    return { providerId: this.id, pieceCid: piece.pieceCid, existed: false, storedAt: new Date().toISOString() };
+  }
+
+  async status(piece: Pick<PieceRef, 'pieceCid'>): Promise<ReplicaStatus> {
+    const st = await fsp.stat(this.key(piece.pieceCid)).catch(() => undefined);
+    return { providerId: this.id, pieceCid: piece.pieceCid, present: !!st, bytes: st?.size };
+  }
+
+  readRange(piece: Pick<PieceRef, 'pieceCid'>, offset: number, length: number | undefined, o: CallOptions = {}): Readable {
+    const file = this.key(piece.pieceCid);
+    const id = this.id;
+    const end = length === undefined ? undefined : offset + length - 1;
+    if (length === 0) return Readable.from([]);
+    return Readable.from(
+      (async function* () {
+        let fh: fsp.FileHandle;
+        try {
+          fh = await fsp.open(file, 'r');
+        } catch (cause) {
+          throw new PieceNotFoundError(`piece not stored [provider=${id}, piece=${piece.pieceCid}]`, { cause });
+        }
+        try {
+          yield* fh.createReadStream({ start: offset, end, highWaterMark: 1 << 20, signal: o.signal } as never);
+        } finally {
+          await fh.close().catch(() => {});
+        }
+      })(),
+      { objectMode: false },
+    );
+  }
+
+  async locate(rootCid: string): Promise<PieceRef | undefined> {
+    if (!SAFE_CID.test(rootCid)) return undefined;
+    const pieceCid = await fsp.readFile(path.join(this.root, 'roots', rootCid), 'utf8').catch(() => undefined);
+    if (!pieceCid) return undefined;
+    const meta = await fsp.readFile(this.key(pieceCid).replace(/\.car$/, '.json'), 'utf8').catch(() => undefined);
+    if (!meta) return undefined;
+    return JSON.parse(meta) as PieceRef;
+  }
+
+  async delete(piece: Pick<PieceRef, 'pieceCid'>): Promise<void> {
+    const file = this.key(piece.pieceCid);
+    await fsp.rm(file, { force: true });
+    await fsp.rm(file.replace(/\.car$/, '.json'), { force: true });
+  }
+}
+
+async function writeAtomic(file: string, text: string): Promise<void> {
+  const tmp = `${file}.${process.pid}.${crypto.randomBytes(4).toString('hex')}.tmp`;
+  const fh = await fsp.open(tmp, 'wx');
+  try {
+    await fh.writeFile(text);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  await fsp.rename(tmp, file);
+}
+
+async function syncDir(dir: string): Promise<void> {
+  const fh = await fsp.open(dir, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}

@@ -1,0 +1,53 @@
+/**
+ * One small interface that every storage provider implements, one provider per file.
+ * Pieces are keyed by their piece CID (CommP v2); `put` is idempotent by that key.
+ */
+import type { Readable } from 'node:stream';
+
+export interface PieceRef {
+  /** FRC-0069 v2 piece CID of the CAR bytes. */
+  pieceCid: string;
+  /** CID (sha256, CAR codec) of the exact CAR bytes: checked on every write and read. */
+  carCid: string;
+  /** The CAR's header root: lets a manifest be found by its CID alone. */
+  rootCid: string;
+  /** Length of the CAR in bytes. */
+  bytes: number;
+}
+
+export interface Placement {
+  providerId: string;
+  pieceCid: string;
+  /** True when the piece was already there (idempotent re-put). */
+  existed: boolean;
+  storedAt: string;
+  /** When the provider stops keeping it, if it ever does (ISO time). */
+  expiresAt?: string;
+}
+
+export interface ReplicaStatus {
+  providerId: string;
+  pieceCid: string;
+  present: boolean;
+  bytes?: number;
+  expiresAt?: string;
+  detail?: string;
+}
+
+export interface CallOptions {
+  signal?: AbortSignal;
+}
+
+export interface StorageProvider {
+  readonly id: string;
+  readonly kind: string;
+  /** Store the CAR read from `open()` under `piece.pieceCid`; no-op if already stored intact. */
+  put(piece: PieceRef, open: () => Readable, o?: CallOptions): Promise<Placement>;
+  status(piece: Pick<PieceRef, 'pieceCid'>, o?: CallOptions): Promise<ReplicaStatus>;
+  /** Read `length` bytes from `offset` (to the end when length is omitted). */
+  readRange(piece: Pick<PieceRef, 'pieceCid'>, offset: number, length: number | undefined, o?: CallOptions): Readable;
+  /** Find a piece by the root CID in its CAR header (used to locate manifests). */
+  locate(rootCid: string, o?: CallOptions): Promise<PieceRef | undefined>;
+  delete(piece: Pick<PieceRef, 'pieceCid'>, o?: CallOptions): Promise<void>;
+  close?(): Promise<void>;
+}

@@ -1,0 +1,31 @@
+/** Build provider instances from config: the only place that maps a `kind` to a class. */
+import type { ProviderConfig } from '../../config/schema.js';
+import { UnknownProviderError } from '../errors.js';
+import { LocalProvider } from './local.js';
+import type { StorageProvider } from './provider.js';
+
+export function createProvider(cfg: ProviderConfig): StorageProvider {
+  switch (cfg.kind) {
+    case 'local':
+      return new LocalProvider(cfg.id, cfg.path);
+  }
+}
+
+export class ProviderSet {
+  private readonly byId = new Map<string, StorageProvider>();
+  constructor(configs: ProviderConfig[], extra: StorageProvider[] = []) {
+    for (const c of configs) this.byId.set(c.id, createProvider(c));
+    for (const p of extra) this.byId.set(p.id, p);
+  }
+  get(id: string): StorageProvider {
+    const p = this.byId.get(id);
+    if (!p) throw new UnknownProviderError(`unknown provider '${id}' (configured: ${[...this.byId.keys()].join(', ') || 'none'})`);
+    return p;
+  }
+  all(): StorageProvider[] {
+    return [...this.byId.values()];
+  }
+  async close(): Promise<void> {
+    await Promise.all(this.all().map((p) => p.close?.()));
+  }
+}

@@ -1,0 +1,113 @@
+/**
+ * The one place every Provenant option is defined. Defaults live here and nowhere else.
+ * Parse at the edge (CLI, worker, plugin constructor); workflows receive parsed values.
+ */
+import os from 'node:os';
+import path from 'node:path';
+import { z } from 'zod';
+
+/** Filecoin Onchain Cloud's piece limit: 1,065,353,216 bytes incl. CAR overhead. */
+export const FOC_MAX_PIECE_BYTES = 1_065_353_216;
+export const MAX_SHARD_BYTES = 32 * 1024 ** 3;
+/** A shard must hold at least one 1 MiB leaf plus its CAR framing. */
+export const MIN_SHARD_BYTES = 2 * 1024 * 1024;
+
+export function defaultDataDir(): string {
+  const xdg = process.env.XDG_DATA_HOME;
+  return path.join(xdg && xdg.length > 0 ? xdg : path.join(os.homedir(), '.local', 'share'), 'provenant');
+}
+
+const ProviderId = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'provider id: lowercase letters, digits, . _ - (max 63)');
+
+/** Placement attributes shared by every provider kind (used by the placement policy). */
+const PlacementAttrs = {
+  id: ProviderId,
+  region: z.string().optional(),
+  org: z.string().optional(),
+};
+
+export const LocalProviderSchema = z.object({
+  kind: z.literal('local'),
+  ...PlacementAttrs,
+  /** Directory that stands in for an independent storage provider. */
+  path: z.string().min(1),
+});
+
+export const ProviderSchema = z.discriminatedUnion('kind', [LocalProviderSchema]);
+export type ProviderConfig = z.infer<typeof ProviderSchema>;
+
+export const TemporalSchema = z.object({
+  address: z.string().min(1).default('localhost:7233'),
+  namespace: z.string().min(1).default('default'),
+  taskQueue: z.string().min(1).default('provenant'),
+  /** Start an embedded dev server when nothing answers at `address` (CLI only). */
+  embedded: z.enum(['auto', 'always', 'never']).default('auto'),
+});
+
+export const PackSchema = z.object({
+  /** Target CAR shard size, CAR framing included. */
+  shardBytes: z.number().int().min(MIN_SHARD_BYTES).max(MAX_SHARD_BYTES).default(FOC_MAX_PIECE_BYTES),
+});
+
+export const ReplicationSchema = z.object({
+  copies: z.number().int().min(1).max(16).default(2),
+});
+
+export const ConfigSchema = z
+  .object({
+    temporal: TemporalSchema.prefault({}),
+    /** Where the embedded server's database, staging and default providers live. */
+    dataDir: z.string().min(1).default(defaultDataDir),
+    /** Per-host staging area for CAR shards; defaults to `<dataDir>/staging`. */
+    stagingDir: z.string().min(1).optional(),
+    pack: PackSchema.prefault({}),
+    replication: ReplicationSchema.prefault({}),
+    /** Defaults to three local directory providers under `<dataDir>/providers`. */
+    providers: z.array(ProviderSchema).optional(),
+  })
+  .transform((c) => ({
+    ...c,
+    stagingDir: c.stagingDir ?? path.join(c.dataDir, 'staging'),
+    providers:
+      c.providers ??
+      [1, 2, 3].map((i): ProviderConfig => ({
+        kind: 'local' as const,
+        id: `local-${i}`,
+        path: path.join(c.dataDir, 'providers', `local-${i}`),
+      })),
+  }))
+  .superRefine((c, ctx) => {
+    const seen = new Set<string>();
+    c.providers.forEach((p, i) => {
+      if (seen.has(p.id)) ctx.addIssue({ code: 'custom', path: ['providers', i, 'id'], message: `duplicate provider id '${p.id}'` });
+      seen.add(p.id);
+    });
+  });
+
+export type Config = z.infer<typeof ConfigSchema>;
+export type ConfigInput = z.input<typeof ConfigSchema>;
+
+/** What a workflow needs to know about a provider: never credentials or paths. */
+export interface ProviderRef {
+  id: string;
+  kind: string;
+  region?: string;
+  org?: string;
+}
+
+export function providerRefs(config: Config): ProviderRef[] {
+  return config.providers.map((p) => ({ id: p.id, kind: p.kind, region: p.region, org: p.org }));
+}
+
+/** Input of the archive workflow, validated before it starts. */
+export const ArchiveRequestSchema = z.object({
+  datasetId: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, 'dataset id: letters, digits, . _ - (max 128)'),
+  source: z.discriminatedUnion('kind', [z.object({ kind: z.literal('local'), path: z.string().min(1) })]),
+  copies: z.number().int().min(1).max(16),
+  meta: z.record(z.string(), z.string()).default({}),
+  shardBytes: z.number().int().min(MIN_SHARD_BYTES).max(MAX_SHARD_BYTES),
+  providers: z.array(z.object({ id: z.string(), kind: z.string(), region: z.string().optional(), org: z.string().optional() })).min(1),
+});
+export type ArchiveRequest = z.infer<typeof ArchiveRequestSchema>;
