@@ -77,13 +77,7 @@ export class TargetNotEmptyError extends define('TargetNotEmptyError', false) {}
 export class PathEscapeError extends define('PathEscapeError', false) {}
 
 /** Every error type that no retry can fix; workflows list these as non-retryable. */
-export const NON_RETRYABLE_ERROR_TYPES = [
-  'ConfigError', 'UnknownProviderError', 'PolicyUnsatisfiableError', 'SourceNotFoundError',
-  'NotADirectoryError', 'EmptyDatasetError', 'UnreadableFileError', 'SymlinkLoopError',
-  'SymlinkEscapesRootError', 'BrokenSymlinkError', 'InvalidFileNameError', 'FileChangedError',
-  'StagingMissingError', 'PieceSizeExceededError', 'ManifestNotFoundError', 'ManifestInvalidError',
-  'NoHealthyReplicaError', 'TargetNotEmptyError', 'PathEscapeError', 'PieceNotFoundError',
-] as const;
+export { NON_RETRYABLE as NON_RETRYABLE_ERROR_TYPES } from '../workflows/failure-types.js';
 
 /** Turn any thrown value into what an activity should throw to Temporal. */
 export function toFailure(err: unknown): unknown {

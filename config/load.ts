@@ -32,6 +32,7 @@ function envLayer(env: NodeJS.ProcessEnv): Record<string, unknown> {
   if (env.TEMPORAL_NAMESPACE) temporal.namespace = env.TEMPORAL_NAMESPACE;
   if (env.PROVENANT_TASK_QUEUE) temporal.taskQueue = env.PROVENANT_TASK_QUEUE;
   if (env.PROVENANT_EMBEDDED) temporal.embedded = env.PROVENANT_EMBEDDED;
+  if (env.PROVENANT_HEARTBEAT_TIMEOUT) temporal.heartbeatTimeout = env.PROVENANT_HEARTBEAT_TIMEOUT;
   const out: Record<string, unknown> = { temporal };
   if (env.PROVENANT_DATA_DIR) out.dataDir = env.PROVENANT_DATA_DIR;
   if (env.PROVENANT_STAGING_DIR) out.stagingDir = env.PROVENANT_STAGING_DIR;

@@ -44,6 +44,8 @@ export const TemporalSchema = z.object({
   taskQueue: z.string().min(1).default('provenant'),
   /** Start an embedded dev server when nothing answers at `address` (CLI only). */
   embedded: z.enum(['auto', 'always', 'never']).default('auto'),
+  /** How long a pack or restore may go without a heartbeat before Temporal retries it elsewhere. */
+  heartbeatTimeout: z.string().min(1).default('1 minute'),
 });
 
 export const PackSchema = z.object({
@@ -53,6 +55,8 @@ export const PackSchema = z.object({
 
 export const ReplicationSchema = z.object({
   copies: z.number().int().min(1).max(16).default(2),
+  /** Attempts per provider before the copy fails over to another provider. */
+  putAttempts: z.number().int().min(1).max(100).default(3),
 });
 
 export const ConfigSchema = z

@@ -19,7 +19,7 @@
  * batch is fr32-padded on 32-bit words (groups of 4 quads = 127 input words are word aligned)
  * and then reduced level by level, one native `@chainsafe/hashtree` call per level, down to a
  * single subtree root which is pushed on an O(log n) stack of pending roots (binary counter).
- * Memory is bounded (~4 MiB of buffers per hasher) regardless of payload size.
+ * Memory is bounded (~5 MiB of buffers per hasher) regardless of payload size.
  */
 import { createRequire } from 'node:module';
 import * as nodeCrypto from 'node:crypto';
@@ -301,7 +301,7 @@ export class CommPHasher {
 
     // Fold the pending roots in: at each level `cur` is a right child iff a pending root sits
     // there, otherwise a left child padded with the zero commitment while roots remain above.
-    let highest = has.lastIndexOf(1);
+    const highest = has.lastIndexOf(1);
     while (level <= highest) {
       if (has[level]) {
         this.pair.set(this.stack.subarray(level * NODE_SIZE, (level + 1) * NODE_SIZE), 0);

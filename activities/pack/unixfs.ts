@@ -49,7 +49,7 @@ export class FileBuilder {
     // The first chunk is held back: a one-chunk file is the raw leaf itself.
     if (this.leafCount === 0 && this.head === null) {
       this.head = link;
-      this.headBytes = chunk.slice();
+      this.headBytes = new Uint8Array(chunk); // a copy: the caller reuses its buffer (Buffer#slice would not copy)
       return;
     }
     if (this.head) {

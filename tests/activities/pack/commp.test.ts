@@ -89,7 +89,7 @@ test('PayloadTooSmallError is a typed Error (data-segment accepts every size, so
 
 const small = [0, 1, 31, 32, 64, 65, 126, 127, 128, 254, 255, 1000, 4097, 254 * 1000 + 3];
 const threeQuadMultiples = [0, 1, 5, 10, 12].map((k) => 3 * 127 * 2 ** k);
-const batchEdges = [BATCH - 1, BATCH, BATCH + 1, 2 * BATCH, 3 * BATCH, 3 * BATCH + 127 * 3];
+const batchEdges = [BATCH - 1, BATCH, BATCH + 1, 2 * BATCH, 3 * BATCH, 3 * BATCH + 127 * 3, 5 * BATCH];
 const sizes = [...small, ...threeQuadMultiples, MiB, MiB + 1, ...batchEdges];
 
 for (const size of sizes) {

@@ -1,0 +1,119 @@
+/**
+ * archiveDataset: ingest → pack → replicate N copies on distinct providers → manifest.
+ * Only references (paths, CIDs, provider ids) pass through here; bytes stay on the host that
+ * staged them, whose own task queue runs every activity that touches staged files.
+ */
+import { ApplicationFailure, proxyActivities, setHandler, defineQuery, workflowInfo, ActivityFailure } from '@temporalio/workflow';
+import type { ProvenantActivities, ScanSummary, ShardRef, StageRef } from '../activities/index.js';
+import type { PieceRef } from '../activities/providers/provider.js';
+import { NON_RETRYABLE } from './failure-types.js';
+import { choosePlacement, failoverCandidates } from './placement.js';
+import type { ArchiveInput, ArchiveProgress, ArchiveSummary } from './types.js';
+
+export const archiveProgressQuery = defineQuery<ArchiveProgress>('progress');
+
+const SHARD_PAGE = 64;
+const PARALLEL_PUTS = 4;
+
+export async function archiveDataset(input: ArchiveInput): Promise<ArchiveSummary> {
+  const progress: ArchiveProgress = { stage: 'starting', shards: 0, shardsReplicated: 0 };
+  setHandler(archiveProgressQuery, () => progress);
+
+  // A policy that cannot be met fails before anything is read or uploaded.
+  if (input.copies > input.providers.length) {
+    throw ApplicationFailure.nonRetryable(
+      `replicas (${input.copies}) > providers (${input.providers.length}: ${input.providers.map((p) => p.id).join(', ')}): copies must go to distinct providers`,
+      'PolicyUnsatisfiableError',
+    );
+  }
+
+  const shared = proxyActivities<ProvenantActivities>({ startToCloseTimeout: '1 minute' });
+  const hostQueue = await shared.provenantHostQueue();
+  const host = proxyActivities<ProvenantActivities>({
+    taskQueue: hostQueue,
+    startToCloseTimeout: '7 days',
+    heartbeatTimeout: input.heartbeatTimeout,
+    retry: { nonRetryableErrorTypes: NON_RETRYABLE, maximumInterval: '1 minute' },
+  });
+  const put = proxyActivities<ProvenantActivities>({
+    taskQueue: hostQueue,
+    startToCloseTimeout: '1 day',
+    retry: { nonRetryableErrorTypes: NON_RETRYABLE, maximumAttempts: input.putAttempts, maximumInterval: '1 minute' },
+  });
+
+  const stage: StageRef = { datasetId: input.datasetId, runKey: workflowInfo().runId.slice(0, 8) };
+
+  progress.stage = 'scan';
+  const scan: ScanSummary = await host.provenantScan({ ...stage, sourcePath: input.source.path });
+
+  progress.stage = 'pack';
+  const pack = await host.provenantPack({ ...stage, sourcePath: input.source.path, shardBytes: input.shardBytes });
+  progress.shards = pack.shards;
+
+  progress.stage = 'replicate';
+  const replicas: Record<string, number> = {};
+  const failovers: { piece: string; providerId: string; error: string }[] = [];
+  const replicate = async (file: string, piece: PieceRef, slot: number, countAsShard = true): Promise<string[]> => {
+    const placed: string[] = [];
+    const tried = new Set<string>();
+    for (const provider of failoverCandidates(choosePlacement(input.providers, slot), input.providers)) {
+      if (placed.length === input.copies) break;
+      tried.add(provider.id);
+      try {
+        await put.provenantPutPiece({ ...stage, file, piece, providerId: provider.id });
+        placed.push(provider.id);
+        if (countAsShard) replicas[provider.id] = (replicas[provider.id] ?? 0) + 1;
+      } catch (err) {
+        if (!(err instanceof ActivityFailure)) throw err;
+        failovers.push({ piece: piece.pieceCid, providerId: provider.id, error: err.cause?.message ?? err.message });
+      }
+    }
+    if (placed.length < input.copies) {
+      throw ApplicationFailure.nonRetryable(
+        `piece ${piece.pieceCid}: only ${placed.length} of ${input.copies} copies placed; tried ${[...tried].join(', ')}`,
+        'PolicyUnsatisfiableError',
+      );
+    }
+    return placed;
+  };
+
+  for (let from = 0; from < pack.shards; from += SHARD_PAGE) {
+    const page: ShardRef[] = await host.provenantShardPage({ ...stage, from, count: SHARD_PAGE });
+    for (let i = 0; i < page.length; i += PARALLEL_PUTS) {
+      await Promise.all(
+        page.slice(i, i + PARALLEL_PUTS).map(async (s) => {
+          await replicate(`shard-${String(s.index).padStart(6, '0')}.car`, s, s.index);
+          progress.shardsReplicated++;
+        }),
+      );
+    }
+  }
+
+  progress.stage = 'manifest';
+  const createdAt = input.createdAt ?? new Date(workflowInfo().startTime).toISOString();
+  const manifest = await host.provenantWriteManifest({
+    ...stage, rootCid: pack.rootCid, sourcePath: input.source.path, meta: input.meta, createdAt, shardBytes: input.shardBytes,
+  });
+  const manifestProviders = await replicate('manifest.car', manifest, 0, false);
+
+  progress.stage = 'cleanup';
+  await host.provenantCleanup(stage);
+  progress.stage = 'done';
+
+  return {
+    datasetId: input.datasetId,
+    manifestCid: manifest.rootCid,
+    manifestPieceCid: manifest.pieceCid,
+    rootCid: pack.rootCid,
+    files: pack.files,
+    bytes: pack.bytes,
+    shards: pack.shards,
+    carBytes: pack.carBytes,
+    copies: input.copies,
+    replicas,
+    manifestProviders,
+    failovers: failovers.slice(0, 50),
+    skippedSpecialFiles: scan.specials,
+    createdAt,
+  };
+}

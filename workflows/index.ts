@@ -1,0 +1,4 @@
+/** Every Provenant workflow, from one module: `export * from 'provenant/workflows'` in yours. */
+export { archiveDataset, archiveProgressQuery } from './archive.js';
+export { restoreDataset } from './restore.js';
+export type * from './types.js';
