@@ -1,0 +1,97 @@
+/** Shared test plumbing: real Temporal dev server, temp dirs, generated trees, skip rules. */
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { TestContext } from 'node:test';
+import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { Runtime, DefaultLogger, Worker } from '@temporalio/worker';
+import { resolveTemporalCli } from '../../workers/temporal-cli.js';
+import { parseConfig } from '../../config/load.js';
+import type { Config, ConfigInput } from '../../config/schema.js';
+import { ProvenantPlugin } from '../../workers/plugin.js';
+
+export const REQUIRE_ALL = process.env.PROVENANT_REQUIRE_ALL === '1';
+
+export function tmpDir(prefix = 'pv-test-'): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+/** Deterministic pseudo-random bytes. */
+export function bytesOf(n: number, seed: string): Buffer {
+  const out = Buffer.alloc(n);
+  let off = 0;
+  let i = 0;
+  while (off < n) off += crypto.createHash('sha256').update(`${seed}/${i++}`).digest().copy(out, off);
+  return out;
+}
+
+export function writeTree(root: string, files: Record<string, Buffer | string>): void {
+  for (const [rel, data] of Object.entries(files)) {
+    const p = path.join(root, rel);
+    fs.mkdirSync(path.dirname(p), { recursive: true });
+    fs.writeFileSync(p, data);
+  }
+}
+
+/** Every regular file below `root`, relative path → contents. */
+export function readTree(root: string): Map<string, Buffer> {
+  const out = new Map<string, Buffer>();
+  const walk = (rel: string) => {
+    for (const d of fs.readdirSync(path.join(root, rel), { withFileTypes: true })) {
+      const r = rel ? `${rel}/${d.name}` : d.name;
+      if (d.isDirectory()) walk(r);
+      else if (d.isFile()) out.set(r, fs.readFileSync(path.join(root, r)));
+    }
+  };
+  walk('');
+  return out;
+}
+
+let runtimeInstalled = false;
+function quietRuntime() {
+  if (runtimeInstalled) return;
+  runtimeInstalled = true;
+  Runtime.install({ logger: new DefaultLogger('ERROR') });
+}
+
+/**
+ * Start the real Temporal dev server (from the CLI binary), or skip with the reason when no
+ * binary can be had — except in CI (PROVENANT_REQUIRE_ALL=1), where that is a failure.
+ */
+export async function startTemporal(t: TestContext | { skip(msg: string): void }): Promise<TestWorkflowEnvironment | undefined> {
+  const bin = resolveTemporalCli({ build: true, log: (m) => console.error(`[test] ${m}`) });
+  if (!bin) {
+    const why = 'Temporal CLI not found and could not be built (run `npm run setup`)';
+    if (REQUIRE_ALL) throw new Error(why);
+    t.skip(why);
+    return undefined;
+  }
+  quietRuntime();
+  return TestWorkflowEnvironment.createLocal({
+    server: {
+      executable: { type: 'existing-path', path: bin },
+      ip: '127.0.0.1',
+    },
+  });
+}
+
+export function testConfig(dataDir: string, over: Partial<ConfigInput> = {}): Config {
+  return parseConfig({
+    dataDir,
+    temporal: { taskQueue: `pv-${crypto.randomBytes(4).toString('hex')}`, heartbeatTimeout: '5 seconds' },
+    pack: { shardBytes: 2 * 1024 * 1024 },
+    ...over,
+  } as ConfigInput);
+}
+
+/** Run `fn` with an in-process Provenant worker (plugin) on the test server. */
+export async function withWorker<T>(env: TestWorkflowEnvironment, config: Config, fn: () => Promise<T>): Promise<T> {
+  const worker = await Worker.create({
+    connection: env.nativeConnection,
+    namespace: env.namespace ?? 'default',
+    taskQueue: config.temporal.taskQueue,
+    plugins: [new ProvenantPlugin({ config })],
+  });
+  return worker.runUntil(fn());
+}
