@@ -115,5 +115,6 @@ export async function archiveDataset(input: ArchiveInput): Promise<ArchiveSummar
     failovers: failovers.slice(0, 50),
     skippedSpecialFiles: scan.specials,
     createdAt,
+    pack: { shardsWritten: pack.shardsWritten, resumedFromShard: pack.resumedFromShard },
   };
 }

@@ -44,6 +44,8 @@ export interface ArchiveSummary {
   failovers: { piece: string; providerId: string; error: string }[];
   skippedSpecialFiles: string[];
   createdAt: string;
+  /** How packing went: shards written by the final attempt, and the shard it resumed from. */
+  pack: { shardsWritten: number; resumedFromShard: number };
 }
 
 export interface RestoreInput {
