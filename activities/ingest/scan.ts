@@ -153,7 +153,8 @@ export async function scanLocal(
     await walk(realRoot, '', '', new Set([realRoot]));
     await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve())));
   } catch (err) {
-    out.destroy();
+    out.on('error', () => {});
+    await new Promise<void>((resolve) => out.end(() => resolve()));
     await fsp.rm(tmp, { force: true });
     throw err;
   }
