@@ -22,7 +22,7 @@ import { loadConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { ConfigError, ManifestNotFoundError, ProvenantError } from '../activities/errors.js';
 import { parseCid } from '../activities/manifest/manifest.js';
-import { archiveWorkflowId, startArchive, startRestore } from '../workers/client.js';
+import { archiveInput, archiveWorkflowId, startArchive, startRestore } from '../workers/client.js';
 import { withRuntime } from '../workers/runtime.js';
 import { runWorker } from '../workers/main.js';
 import type { ArchiveSummary } from '../workflows/types.js';
@@ -125,9 +125,12 @@ async function cmdArchive(config: Config, pos: string[], v: Record<string, unkno
   if (!dir) throw new UsageError('archive needs a directory');
   const replicas = v.replicas === undefined ? undefined : Number(v.replicas);
   if (replicas !== undefined && (!Number.isInteger(replicas) || replicas < 1)) throw new UsageError(`--replicas must be a whole number ≥ 1, got ${String(v.replicas)}`);
+  const meta = parseMeta(v.meta as string[] | undefined);
+  // Validate the whole request before touching Temporal.
+  archiveInput(config, { dir, copies: replicas, meta, datasetId: v.id as string | undefined, providers: v.provider as string[] | undefined });
   await withRuntime(config, async ({ client, config: cfg }) => {
     const { handle, existing } = await startArchive(client, cfg, {
-      dir, copies: replicas, meta: parseMeta(v.meta as string[] | undefined), datasetId: v.id as string | undefined,
+      dir, copies: replicas, meta, datasetId: v.id as string | undefined,
       providers: v.provider as string[] | undefined,
     });
     out.info(existing ? `dataset already archived or in progress: ${handle.workflowId}` : `archiving ${path.resolve(dir)} as ${handle.workflowId}`);
