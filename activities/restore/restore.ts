@@ -75,7 +75,7 @@ async function fetchVerified(p: StorageProvider, piece: PieceRef | { pieceCid: s
   return undefined;
 }
 
-function safeJoin(target: string, rel: string): string {
+export function safeJoin(target: string, rel: string): string {
   const parts = rel.split('/');
   for (const part of parts) {
     if (part === '' || part === '.' || part === '..' || part.includes('\\') || part.includes('\0')) {
