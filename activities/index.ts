@@ -2,6 +2,7 @@
  * Every side effect Provenant performs, as Temporal activities. Names are prefixed
  * (`provenant…`) so they sit beside a user's own activities on a shared worker.
  */
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import os from 'node:os';
@@ -14,7 +15,12 @@ import { readCheckpoint, readShards, FILES, type PackProgress, type PackResult }
 import { writeManifest } from './manifest/manifest.js';
 import { ProviderSet } from './providers/registry.js';
 import type { PieceRef, Placement, StorageProvider } from './providers/provider.js';
-import { restoreDataset, type RestoreSummary } from './restore/restore.js';
+import { locateManifest, restoreDataset, type RestoreSummary } from './restore/restore.js';
+import { verifyReplica, type VerifyResult } from './verify/verify.js';
+import { appendRecords, readChain, type AuditEvent, type AuditProblem, type AuditRecord } from './audit/audit.js';
+import { shardIndex, type Manifest } from './manifest/manifest.js';
+import { NoHealthyReplicaError } from './errors.js';
+import { carCidFromSha256 } from './pack/cids.js';
 import { StagingMissingError, showPath, toFailure } from './errors.js';
 import { TOOL_NAME, TOOL_VERSION } from '../version.js';
 
@@ -72,8 +78,31 @@ function heartbeater(ms = 2000) {
   };
 }
 
+/** A stored copy of a piece that a steward looks after. */
+export interface ReplicaRef {
+  /** Shard number, or -1 for the manifest itself. */
+  shard: number;
+  pieceCid: string;
+  carCid: string;
+  rootCid: string;
+  bytes: number;
+  providerId: string;
+}
+
 export function createActivities(deps: ActivityDeps) {
   const { config } = deps;
+  const manifests = new Map<string, Promise<{ manifest: Manifest; pages: Map<string, Uint8Array> }>>();
+  /** Manifests are immutable: fetch (and verify) each once per worker, cached on disk too. */
+  const loadManifest = (manifestCid: string) => {
+    let m = manifests.get(manifestCid);
+    if (!m) {
+      const dir = path.join(config.dataDir, 'cache', 'manifests', manifestCid);
+      m = fsp.mkdir(dir, { recursive: true }).then(() => locateManifest(manifestCid, providers.all(), dir));
+      m.catch(() => manifests.delete(manifestCid));
+      manifests.set(manifestCid, m);
+    }
+    return m;
+  };
   const providers = new ProviderSet(config.providers, deps.providers);
   const hostQueue = deps.hostQueue ?? hostQueueName(config.temporal.taskQueue, config.stagingDir);
   const stageDir = (s: StageRef) => path.join(config.stagingDir, `${s.datasetId}.${s.runKey}`);
@@ -163,7 +192,99 @@ export function createActivities(deps: ActivityDeps) {
         });
       },
     ),
+
+    /** Spot-check replicas against the block index recorded at archive time. */
+    provenantVerifyReplicas: boundary(
+      async (r: { manifestCid: string; replicas: ReplicaRef[]; seed: string; probability: number; lossFraction: number }): Promise<VerifyResult[]> => {
+        const { manifest, pages } = await loadManifest(r.manifestCid);
+        const out: VerifyResult[] = [];
+        for (const rep of r.replicas) {
+          const blocks = rep.shard >= 0 ? shardIndex(manifest, pages, rep.shard) : [];
+          let p: StorageProvider;
+          try {
+            p = providers.get(rep.providerId);
+          } catch (err) {
+            out.push({ pieceCid: rep.pieceCid, providerId: rep.providerId, state: 'unreachable', challenges: 0, failed: 0, detectionProbability: 0, evidence: (err as Error).message });
+            continue;
+          }
+          out.push(await verifyReplica(p, rep.pieceCid, { blocks }, { seed: r.seed, probability: r.probability, lossFraction: r.lossFraction, carCid: rep.carCid, signal: Context.current().cancellationSignal }));
+          Context.current().heartbeat(out.length);
+        }
+        return out;
+      },
+    ),
+
+    /** Copy a piece from the first source whose bytes match its CAR CID onto `to`. */
+    provenantCopyPiece: boundary(async (r: { piece: PieceRef; from: string[]; to: string }): Promise<Placement> => {
+      const dir = path.join(config.dataDir, 'cache', 'repair');
+      await fsp.mkdir(dir, { recursive: true });
+      const file = path.join(dir, `${r.piece.pieceCid}.${process.pid}.car`);
+      const problems: string[] = [];
+      try {
+        for (const id of r.from) {
+          const src = providers.get(id);
+          const hash = crypto.createHash('sha256');
+          const out = fs.createWriteStream(file);
+          try {
+            for await (const c of src.readRange(r.piece, 0, undefined)) {
+              hash.update(c as Buffer);
+              if (!out.write(c)) await new Promise<void>((res) => out.once('drain', () => res()));
+            }
+            await new Promise<void>((res, rej) => out.end((e?: Error | null) => (e ? rej(e) : res())));
+          } catch (err) {
+            out.destroy();
+            problems.push(`${id}: ${(err as Error).message}`);
+            continue;
+          }
+          if (carCidFromSha256(hash.digest()) !== r.piece.carCid) {
+            problems.push(`${id}: copy is corrupt`);
+            continue;
+          }
+          return await providers.get(r.to).put(r.piece, () => fs.createReadStream(file), { signal: Context.current().cancellationSignal });
+        }
+        throw new NoHealthyReplicaError(`no healthy source for piece ${r.piece.pieceCid}: ${problems.join('; ') || 'no sources'}`);
+      } finally {
+        await fsp.rm(file, { force: true });
+      }
+    }),
+
+    provenantRenewPiece: boundary(async (r: { pieceCid: string; providerId: string }): Promise<{ renewed: boolean; expiresAt?: string }> => {
+      const p = providers.get(r.providerId);
+      if (!p.renew) return { renewed: false };
+      return { renewed: true, ...(await p.renew({ pieceCid: r.pieceCid })) };
+    }),
+
+    provenantRetirePiece: boundary(async (r: { pieceCid: string; providerId: string }): Promise<{ deleted: boolean; error?: string }> => {
+      try {
+        await providers.get(r.providerId).delete({ pieceCid: r.pieceCid });
+        return { deleted: true };
+      } catch (err) {
+        return { deleted: false, error: (err as Error).message };
+      }
+    }),
+
+    provenantAppendAudit: boundary(
+      async (r: { datasetId: string; prev: { cid: string | null; seq: number }; events: (AuditEvent & { time: string })[]; providerIds: string[] }) => {
+        return appendRecords(r.datasetId, r.prev, r.events, r.providerIds.map((id) => providers.get(id)));
+      },
+    ),
+
+    provenantShardPieces: boundary(async (r: { manifestCid: string }): Promise<{ shard: number; pieceCid: string; carCid: string; rootCid: string; bytes: number }[]> => {
+      const { manifest } = await loadManifest(r.manifestCid);
+      return manifest.shards.map((s) => ({ shard: s.index, pieceCid: s.pieceCid, carCid: s.carCid, rootCid: s.rootCid, bytes: s.carBytes }));
+    }),
   };
+}
+
+/** Read an audit chain back (used by the CLI; not an activity). */
+export async function readAudit(config: Config, head: string, extra: StorageProvider[] = []): Promise<{ records: (AuditRecord & { cid: string })[]; problems: AuditProblem[] }> {
+  const set = new ProviderSet(config.providers, extra);
+  const work = await fsp.mkdtemp(path.join(os.tmpdir(), 'provenant-audit-'));
+  try {
+    return await readChain(head, set.all(), work);
+  } finally {
+    await fsp.rm(work, { recursive: true, force: true });
+  }
 }
 
 export type ProvenantActivities = ReturnType<typeof createActivities>;

@@ -128,7 +128,8 @@ async function cmdArchive(config: Config, pos: string[], v: Record<string, unkno
   const meta = parseMeta(v.meta as string[] | undefined);
   // Validate the whole request before touching Temporal.
   archiveInput(config, { dir, copies: replicas, meta, datasetId: v.id as string | undefined, providers: v.provider as string[] | undefined });
-  await withRuntime(config, async ({ client, config: cfg }) => {
+  await withRuntime(config, async ({ client, config: cfg, embedded }) => {
+    if (embedded) cfg.steward.searchAttributes = true; // the embedded server registers them
     const { handle, existing } = await startArchive(client, cfg, {
       dir, copies: replicas, meta, datasetId: v.id as string | undefined,
       providers: v.provider as string[] | undefined,

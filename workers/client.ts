@@ -4,12 +4,31 @@ import { Client, WorkflowExecutionAlreadyStartedError, type WorkflowHandle } fro
 import { ArchiveRequestSchema, providerRefs, type Config } from '../config/schema.js';
 import { ConfigError, UnknownProviderError } from '../activities/errors.js';
 import { archiveDataset, restoreDataset } from '../workflows/index.js';
-import type { ArchiveInput, RestoreInput } from '../workflows/types.js';
+import type { ArchiveInput, RestoreInput, StewardSettings } from '../workflows/types.js';
 import crypto from 'node:crypto';
+import { msToNumber } from '@temporalio/common/lib/time.js';
 
 export const archiveWorkflowId = (datasetId: string) => `provenant-archive-${datasetId}`;
 
+export function stewardSettings(config: Config): StewardSettings {
+  const ms = (field: string, v: string) => {
+    try {
+      return msToNumber(v as never);
+    } catch {
+      throw new ConfigError(`invalid config: steward.${field}: not a duration: ${JSON.stringify(v)}`, [{ path: `steward.${field}`, message: 'not a duration' }]);
+    }
+  };
+  const st = config.steward;
+  return {
+    verifyEveryMs: ms('verifyEvery', st.verifyEvery), renewWindowMs: ms('renewWindow', st.renewWindow),
+    unreachableGraceMs: ms('unreachableGrace', st.unreachableGrace), detectionProbability: st.detectionProbability,
+    lossFraction: st.lossFraction, maxRoundsPerRun: st.maxRoundsPerRun, searchAttributes: st.searchAttributes,
+  };
+}
+
 export interface ArchiveArgs {
+  /** Start no steward for this dataset. */
+  noSteward?: boolean;
   dir: string;
   datasetId?: string;
   copies?: number;
@@ -52,6 +71,7 @@ export function archiveInput(config: Config, a: ArchiveArgs): ArchiveInput {
     heartbeatTimeout: config.temporal.heartbeatTimeout,
     putAttempts: config.replication.putAttempts,
     ...(a.createdAt ? { createdAt: a.createdAt } : {}),
+    ...(a.noSteward ? {} : { steward: stewardSettings(config) }),
   };
 }
 

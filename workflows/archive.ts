@@ -3,12 +3,13 @@
  * Only references (paths, CIDs, provider ids) pass through here; bytes stay on the host that
  * staged them, whose own task queue runs every activity that touches staged files.
  */
-import { ApplicationFailure, proxyActivities, setHandler, defineQuery, workflowInfo, ActivityFailure } from '@temporalio/workflow';
+import { ApplicationFailure, proxyActivities, setHandler, defineQuery, workflowInfo, ActivityFailure, startChild, ParentClosePolicy } from '@temporalio/workflow';
 import type { ProvenantActivities, ScanSummary, ShardRef, StageRef } from '../activities/index.js';
 import type { PieceRef } from '../activities/providers/provider.js';
 import { NON_RETRYABLE } from './failure-types.js';
 import { choosePlacement, failoverCandidates } from './placement.js';
-import type { ArchiveInput, ArchiveProgress, ArchiveSummary } from './types.js';
+import type { ArchiveInput, ArchiveProgress, ArchiveSummary, StewardReplica } from './types.js';
+import { stewardDataset, stewardWorkflowId } from './steward.js';
 
 export const archiveProgressQuery = defineQuery<ArchiveProgress>('progress');
 
@@ -52,16 +53,22 @@ export async function archiveDataset(input: ArchiveInput): Promise<ArchiveSummar
 
   progress.stage = 'replicate';
   const replicas: Record<string, number> = {};
+  const placements: StewardReplica[] = [];
   const failovers: { piece: string; providerId: string; error: string }[] = [];
-  const replicate = async (file: string, piece: PieceRef, slot: number, countAsShard = true): Promise<string[]> => {
+  const replicate = async (file: string, piece: PieceRef, slot: number, countAsShard = true, shard = -1): Promise<string[]> => {
     const placed: string[] = [];
     const tried = new Set<string>();
     for (const provider of failoverCandidates(choosePlacement(input.providers, slot), input.providers)) {
       if (placed.length === input.copies) break;
       tried.add(provider.id);
       try {
-        await put.provenantPutPiece({ ...stage, file, piece, providerId: provider.id });
+        const where = await put.provenantPutPiece({ ...stage, file, piece, providerId: provider.id });
         placed.push(provider.id);
+        placements.push({
+          shard, pieceCid: piece.pieceCid, carCid: piece.carCid, rootCid: piece.rootCid, bytes: piece.bytes,
+          providerId: provider.id, state: 'healthy', lastCheckedAt: where.storedAt, lastEvidence: 'stored and checked against its CAR CID',
+          ...(where.expiresAt ? { expiresAt: where.expiresAt } : {}),
+        });
         if (countAsShard) replicas[provider.id] = (replicas[provider.id] ?? 0) + 1;
       } catch (err) {
         if (!(err instanceof ActivityFailure)) throw err;
@@ -82,7 +89,7 @@ export async function archiveDataset(input: ArchiveInput): Promise<ArchiveSummar
     for (let i = 0; i < page.length; i += PARALLEL_PUTS) {
       await Promise.all(
         page.slice(i, i + PARALLEL_PUTS).map(async (s) => {
-          await replicate(`shard-${String(s.index).padStart(6, '0')}.car`, s, s.index);
+          await replicate(`shard-${String(s.index).padStart(6, '0')}.car`, s, s.index, true, s.index);
           progress.shardsReplicated++;
         }),
       );
@@ -98,6 +105,22 @@ export async function archiveDataset(input: ArchiveInput): Promise<ArchiveSummar
 
   progress.stage = 'cleanup';
   await host.provenantCleanup(stage);
+
+  // Hand the dataset to its steward for the rest of its life (outlives this workflow).
+  let stewardId: string | undefined;
+  if (input.steward) {
+    stewardId = stewardWorkflowId(manifest.rootCid);
+    await startChild(stewardDataset, {
+      workflowId: stewardId,
+      parentClosePolicy: ParentClosePolicy.ABANDON,
+      args: [{
+        datasetId: input.datasetId, manifestCid: manifest.rootCid, copies: input.copies, providers: input.providers,
+        settings: input.steward, replicas: placements, audit: { cid: null, seq: 0 }, rounds: 0, runs: 0,
+        counters: { verifications: 0, repairs: 0, renewals: 0, retired: 0 },
+      }],
+      ...(input.steward.searchAttributes ? { searchAttributes: { ProvenantDataset: [input.datasetId], ProvenantHealth: ['healthy'] } } : {}),
+    });
+  }
   progress.stage = 'done';
 
   return {
@@ -115,6 +138,7 @@ export async function archiveDataset(input: ArchiveInput): Promise<ArchiveSummar
     failovers: failovers.slice(0, 50),
     skippedSpecialFiles: scan.specials,
     createdAt,
+    ...(stewardId ? { stewardWorkflowId: stewardId } : {}),
     pack: { shardsWritten: pack.shardsWritten, resumedFromShard: pack.resumedFromShard },
   };
 }

@@ -6,4 +6,5 @@ export const NON_RETRYABLE = [
   'StagingMissingError', 'PieceSizeExceededError', 'ManifestNotFoundError', 'ManifestInvalidError',
   'NoHealthyReplicaError', 'TargetNotEmptyError', 'PathEscapeError', 'PieceNotFoundError',
   'IntegrityError',
+  'ProviderAuthError', 'BucketNotFoundError',
 ];

@@ -19,6 +19,8 @@ export interface ArchiveInput {
   putAttempts: number;
   /** Fixed creation time for the manifest (defaults to the workflow's start time). */
   createdAt?: string;
+  /** Start a steward for the archived dataset (default: yes). */
+  steward?: StewardSettings;
 }
 
 export interface ArchiveProgress {
@@ -44,6 +46,8 @@ export interface ArchiveSummary {
   failovers: { piece: string; providerId: string; error: string }[];
   skippedSpecialFiles: string[];
   createdAt: string;
+  /** Workflow id of the dataset's steward, when one was started. */
+  stewardWorkflowId?: string;
   /** How packing went: shards written by the final attempt, and the shard it resumed from. */
   pack: { shardsWritten: number; resumedFromShard: number };
 }
@@ -56,4 +60,68 @@ export interface RestoreInput {
   heartbeatTimeout: string;
   /** Task queue of the host that must write the files (defaults to any worker). */
   taskQueue?: string;
+}
+
+/** Steward settings, in milliseconds (parsed from config at the edge). */
+export interface StewardSettings {
+  verifyEveryMs: number;
+  renewWindowMs: number;
+  unreachableGraceMs: number;
+  detectionProbability: number;
+  lossFraction: number;
+  maxRoundsPerRun: number;
+  searchAttributes: boolean;
+}
+
+export type ReplicaHealth = 'unknown' | 'healthy' | 'missing' | 'corrupt' | 'unreachable' | 'expired';
+
+export interface StewardReplica {
+  shard: number;
+  pieceCid: string;
+  carCid: string;
+  rootCid: string;
+  bytes: number;
+  providerId: string;
+  state: ReplicaHealth;
+  lastCheckedAt?: string;
+  lastEvidence?: string;
+  detectionProbability?: number;
+  unreachableSince?: string;
+  expiresAt?: string;
+}
+
+/** The whole state of a steward: its input, carried across continue-as-new. */
+export interface StewardState {
+  datasetId: string;
+  manifestCid: string;
+  copies: number;
+  providers: ProviderRef[];
+  settings: StewardSettings;
+  replicas: StewardReplica[];
+  audit: { cid: string | null; seq: number };
+  lastVerifiedAt?: string;
+  rounds: number;
+  runs: number;
+  counters: { verifications: number; repairs: number; renewals: number; retired: number };
+}
+
+export type DatasetHealth = 'healthy' | 'degraded' | 'lost' | 'unknown';
+
+export interface StewardStatus {
+  datasetId: string;
+  manifestCid: string;
+  health: DatasetHealth;
+  copies: number;
+  pieces: number;
+  replicas: StewardReplica[];
+  lastVerifiedAt?: string;
+  nextVerificationAt: string;
+  earliestExpiry?: string;
+  nextRenewalAt?: string;
+  auditHead: string | null;
+  auditRecords: number;
+  rounds: number;
+  runs: number;
+  counters: StewardState['counters'];
+  retired: boolean;
 }

@@ -10,6 +10,7 @@ import path from 'node:path';
 import readline from 'node:readline';
 import * as dagJson from '@ipld/dag-json';
 import { CarBlockIterator } from '@ipld/car/iterator';
+import { CarIndexer } from '@ipld/car/indexer';
 import { CID } from 'multiformats/cid';
 import varint from 'varint';
 import { z } from 'zod';
@@ -44,6 +45,8 @@ const ShardSchema = z.object({
   blocks: z.number().int().positive(),
   /** Indexes (in manifest order) of the first and last file with blocks in this shard. */
   files: z.tuple([z.number().int(), z.number().int()]).nullable(),
+  /** CID of a block listing [offset, length, CID] of every block in the shard (for spot checks). */
+  blockIndex: z.string().optional(),
 });
 
 export const ManifestSchema = z.object({
@@ -117,6 +120,18 @@ export async function writeManifest(
     if (page.length >= FILES_PER_PAGE) flush();
   }
   flush();
+  // Per-shard block index, so a verifier can challenge any block by its byte range.
+  const indexCids: string[] = [];
+  const stagingDir = path.dirname(filesPath);
+  for (const s of shards) {
+    const blocks: [number, number, string][] = [];
+    const indexer = await CarIndexer.fromIterable(fs.createReadStream(path.join(stagingDir, s.file), { highWaterMark: 4 << 20 }));
+    for await (const e of indexer) blocks.push([e.blockOffset, e.blockLength, e.cid.toString()]);
+    const data = dagJson.encode({ shard: s.index, blocks });
+    const cid = cidOf(dagJson.code, crypto.createHash('sha256').update(data).digest());
+    for (const part of frame(cid, data)) fs.writeSync(pagesFd, part);
+    indexCids.push(cid.toString());
+  }
   fs.closeSync(pagesFd);
 
   const manifest: Manifest = {
@@ -126,7 +141,7 @@ export async function writeManifest(
     totals: { files, bytes, shards: shards.length, carBytes: shards.reduce((n, s) => n + s.carBytes, 0) },
     shards: shards.map((s, i) => ({
       index: s.index, carCid: s.carCid, pieceCid: s.pieceCid, rootCid: s.rootCid, carBytes: s.carBytes,
-      paddedPieceBytes: s.paddedPieceBytes, blocks: s.blocks, files: shardFiles[i] ?? null,
+      paddedPieceBytes: s.paddedPieceBytes, blocks: s.blocks, files: shardFiles[i] ?? null, blockIndex: indexCids[i],
     })),
     filePages: pageCids,
   };
@@ -195,6 +210,13 @@ export function* manifestFiles(manifest: Manifest, pages: Map<string, Uint8Array
     if (!page.success) throw new ManifestInvalidError(`manifest file page ${cid} is malformed`);
     yield* page.data.files as FileRecord[];
   }
+}
+
+export function shardIndex(manifest: Manifest, pages: Map<string, Uint8Array>, shard: number): [number, number, string][] {
+  const cid = manifest.shards[shard]?.blockIndex;
+  const bytes = cid ? pages.get(cid) : undefined;
+  if (!bytes) throw new ManifestInvalidError(`manifest has no block index for shard ${shard}`);
+  return (dagJson.decode(bytes) as { blocks: [number, number, string][] }).blocks;
 }
 
 export function parseCid(text: string): CID | undefined {

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { carCidFromSha256 } from '../pack/cids.js';
-import { IntegrityError, PieceNotFoundError, StoreError } from '../errors.js';
+import { IntegrityError, PieceNotFoundError, ProviderUnavailableError, StoreError } from '../errors.js';
 import type { CallOptions, PieceRef, Placement, ReplicaStatus, StorageProvider } from './provider.js';
 
 const SAFE_CID = /^[a-z0-9]+$/;
@@ -21,7 +21,30 @@ export class LocalProvider implements StorageProvider {
   constructor(
     readonly id: string,
     private readonly root: string,
+    /** Pieces expire this long after being stored or renewed (undefined: kept forever). */
+    private readonly retentionMs?: number,
   ) {}
+
+  private metaFile(pieceCid: string): string {
+    return this.key(pieceCid).replace(/\.car$/, '.json');
+  }
+
+  private async readMeta(pieceCid: string): Promise<(PieceRef & { expiresAt?: string }) | undefined> {
+    const text = await fsp.readFile(this.metaFile(pieceCid), 'utf8').catch(() => undefined);
+    return text ? (JSON.parse(text) as PieceRef & { expiresAt?: string }) : undefined;
+  }
+
+  private expiry(): string | undefined {
+    return this.retentionMs === undefined ? undefined : new Date(Date.now() + this.retentionMs).toISOString();
+  }
+
+  async renew(piece: Pick<PieceRef, 'pieceCid'>): Promise<{ expiresAt?: string }> {
+    const meta = await this.readMeta(piece.pieceCid);
+    if (!meta) throw new PieceNotFoundError(`cannot renew a piece that is not stored [provider=${this.id}, piece=${piece.pieceCid}]`);
+    const expiresAt = this.expiry();
+    await writeAtomic(this.metaFile(piece.pieceCid), JSON.stringify({ ...meta, expiresAt }));
+    return { expiresAt };
+  }
 
   private key(pieceCid: string): string {
     if (!SAFE_CID.test(pieceCid)) throw new PieceNotFoundError(`not a piece CID [provider=${this.id}, piece=${pieceCid}]`);
@@ -32,7 +55,8 @@ export class LocalProvider implements StorageProvider {
     const file = this.key(piece.pieceCid);
     const existing = await fsp.stat(file).catch(() => undefined);
     if (existing && existing.size === piece.bytes) {
-      return { providerId: this.id, pieceCid: piece.pieceCid, existed: true, storedAt: existing.mtime.toISOString() };
+      const meta = await this.readMeta(piece.pieceCid);
+      return { providerId: this.id, pieceCid: piece.pieceCid, existed: true, storedAt: existing.mtime.toISOString(), expiresAt: meta?.expiresAt };
     }
     await fsp.mkdir(path.dirname(file), { recursive: true });
     await fsp.mkdir(path.join(this.root, 'roots'), { recursive: true });
@@ -63,7 +87,7 @@ export class LocalProvider implements StorageProvider {
       await fh.sync();
       await fh.close();
       await fsp.rename(tmp, file);
-      await writeAtomic(`${file.slice(0, -4)}.json`, JSON.stringify(piece));
+      await writeAtomic(this.metaFile(piece.pieceCid), JSON.stringify({ ...piece, expiresAt: this.expiry() }));
       await writeAtomic(path.join(this.root, 'roots', piece.rootCid), piece.pieceCid);
       await syncDir(path.dirname(file));
     } catch (err) {
@@ -71,12 +95,25 @@ export class LocalProvider implements StorageProvider {
       if (err instanceof IntegrityError) throw err;
       throw new StoreError(`write failed [provider=${this.id}, piece=${piece.pieceCid}]: ${(err as Error).message}`, { cause: err });
     }
-    return { providerId: this.id, pieceCid: piece.pieceCid, existed: false, storedAt: new Date().toISOString() };
+    const meta = await this.readMeta(piece.pieceCid);
+    return { providerId: this.id, pieceCid: piece.pieceCid, existed: false, storedAt: new Date().toISOString(), expiresAt: meta?.expiresAt };
+  }
+
+  /** A provider whose root is gone (an unmounted volume) is unreachable, not empty. */
+  private async reachable(): Promise<void> {
+    const st = await fsp.stat(this.root).catch(() => undefined);
+    if (!st?.isDirectory()) throw new ProviderUnavailableError(`provider root is not available [provider=${this.id}, root=${this.root}]`);
   }
 
   async status(piece: Pick<PieceRef, 'pieceCid'>): Promise<ReplicaStatus> {
+    await this.reachable();
     const st = await fsp.stat(this.key(piece.pieceCid)).catch(() => undefined);
-    return { providerId: this.id, pieceCid: piece.pieceCid, present: !!st, bytes: st?.size };
+    const meta = st ? await this.readMeta(piece.pieceCid) : undefined;
+    const expired = !!meta?.expiresAt && Date.parse(meta.expiresAt) <= Date.now();
+    return {
+      providerId: this.id, pieceCid: piece.pieceCid, present: !!st && !expired, bytes: st?.size, expiresAt: meta?.expiresAt,
+      ...(expired ? { detail: `expired at ${meta!.expiresAt}` } : {}),
+    };
   }
 
   readRange(piece: Pick<PieceRef, 'pieceCid'>, offset: number, length: number | undefined, o: CallOptions = {}): Readable {
@@ -106,15 +143,15 @@ export class LocalProvider implements StorageProvider {
     if (!SAFE_CID.test(rootCid)) return undefined;
     const pieceCid = await fsp.readFile(path.join(this.root, 'roots', rootCid), 'utf8').catch(() => undefined);
     if (!pieceCid) return undefined;
-    const meta = await fsp.readFile(this.key(pieceCid).replace(/\.car$/, '.json'), 'utf8').catch(() => undefined);
+    const meta = await this.readMeta(pieceCid);
     if (!meta) return undefined;
-    return JSON.parse(meta) as PieceRef;
+    return { pieceCid: meta.pieceCid, carCid: meta.carCid, rootCid: meta.rootCid, bytes: meta.bytes };
   }
 
   async delete(piece: Pick<PieceRef, 'pieceCid'>): Promise<void> {
     const file = this.key(piece.pieceCid);
     await fsp.rm(file, { force: true });
-    await fsp.rm(file.replace(/\.car$/, '.json'), { force: true });
+    await fsp.rm(this.metaFile(piece.pieceCid), { force: true });
   }
 }
 

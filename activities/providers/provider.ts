@@ -49,5 +49,7 @@ export interface StorageProvider {
   /** Find a piece by the root CID in its CAR header (used to locate manifests). */
   locate(rootCid: string, o?: CallOptions): Promise<PieceRef | undefined>;
   delete(piece: Pick<PieceRef, 'pieceCid'>, o?: CallOptions): Promise<void>;
+  /** Extend how long the provider keeps the piece (claim extension, new deal, top-up). */
+  renew?(piece: Pick<PieceRef, 'pieceCid'>, o?: CallOptions): Promise<{ expiresAt?: string }>;
   close?(): Promise<void>;
 }

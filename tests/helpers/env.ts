@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { TestContext } from 'node:test';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 import { Runtime, DefaultLogger, Worker } from '@temporalio/worker';
 import { resolveTemporalCli } from '../../workers/temporal-cli.js';
 import { parseConfig } from '../../config/load.js';
@@ -72,6 +73,7 @@ export async function startTemporal(t: TestContext | { skip(msg: string): void }
     server: {
       executable: { type: 'existing-path', path: bin },
       ip: '127.0.0.1',
+      searchAttributes: [defineSearchAttributeKey('ProvenantHealth', SearchAttributeType.KEYWORD), defineSearchAttributeKey('ProvenantDataset', SearchAttributeType.KEYWORD)],
     },
   });
 }

@@ -17,6 +17,11 @@ import type { Config } from '../../config/schema.js';
 
 const MiB = 1024 * 1024;
 
+function localPath(p: Config['providers'][number]): string {
+  if (p.kind !== 'local') throw new Error(`not a local provider: ${p.id}`);
+  return p.path;
+}
+
 /** The type of the ApplicationFailure at the root of a failed workflow. */
 function failureType(err: unknown): string | undefined {
   let e: unknown = err;
@@ -83,7 +88,7 @@ describe('archive → replicate → restore on a real Temporal server', () => {
   it('writes shards that CarReader reads and ipfs-car unpacks', async (t) => {
     if (!env) return t.skip('no Temporal server');
     const summary = await withWorker(env, config, async () => (await startArchive(env!.client, config, { dir: src(), datasetId: 'roundtrip' })).handle.result());
-    const pieces = path.join(config.providers[0]!.path, 'pieces');
+    const pieces = path.join(localPath(config.providers[0]!), 'pieces');
     const cars = fs.readdirSync(pieces).filter((f) => f.endsWith('.car'));
     assert.ok(cars.length >= 1);
     // Every shard reads with CarReader, and every block matches its CID.
@@ -95,7 +100,7 @@ describe('archive → replicate → restore on a real Temporal server', () => {
       fs.writeFileSync(all, Buffer.concat(chunks));
     })();
     const seen = new Set<string>();
-    for (const dir of config.providers.map((p) => path.join(p.path, 'pieces'))) {
+    for (const dir of config.providers.map((p) => path.join(localPath(p), 'pieces'))) {
       for (const f of fs.existsSync(dir) ? fs.readdirSync(dir).filter((n) => n.endsWith('.car')) : []) {
         const reader = await CarReader.fromBytes(fs.readFileSync(path.join(dir, f)));
         assert.equal((await reader.getRoots()).length, 1);
@@ -176,7 +181,7 @@ describe('archive → replicate → restore on a real Temporal server', () => {
       // Flip one byte in every shard held by the first provider that has any.
       let flipped = 0;
       for (const p of config.providers) {
-        const dir = path.join(p.path, 'pieces');
+        const dir = path.join(localPath(p), 'pieces');
         if (!fs.existsSync(dir)) continue;
         for (const f of fs.readdirSync(dir).filter((n) => n.endsWith('.car'))) {
           const file = path.join(dir, f);

@@ -17,7 +17,8 @@ describe('workflow sources', () => {
         if (isType) continue;
         assert.ok(from === '@temporalio/workflow' || from!.startsWith('./'), `${f}: value import from '${from}' is not allowed in workflows/`);
       }
-      assert.doesNotMatch(src, /process\.env|Date\.now\(\)|Math\.random\(\)|require\(/, `${f}: non-deterministic call`);
+      // Temporal's sandbox makes Date and Math.random deterministic; env and require are not.
+      assert.doesNotMatch(src, /process\.env|require\(/, `${f}: non-deterministic call`);
     });
   }
 });

@@ -1,0 +1,205 @@
+/** Stewardship on the real Temporal server: verify, repair, fail over, renew, continue-as-new, audit. */
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { CarIndexer } from '@ipld/car/indexer';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { readAudit } from '../../activities/index.js';
+import type { Config, ConfigInput } from '../../config/schema.js';
+import { startArchive } from '../../workers/client.js';
+import { stewardStatusQuery, verifyNowUpdate } from '../../workflows/index.js';
+import type { StewardStatus } from '../../workflows/types.js';
+import { bytesOf, startTemporal, testConfig, tmpDir, withWorker, writeTree } from '../helpers/env.js';
+
+const MiB = 1024 * 1024;
+
+function piecesDir(config: Config, id: string): string {
+  const p = config.providers.find((x) => x.id === id)!;
+  if (p.kind !== 'local') throw new Error('local providers only');
+  return path.join(p.path, 'pieces');
+}
+
+/** Flip one byte inside a data block of a stored CAR (not in framing, which spot checks skip). */
+async function corruptBlock(file: string): Promise<void> {
+  const indexer = await CarIndexer.fromIterable(fs.createReadStream(file));
+  for await (const e of indexer) {
+    if (e.blockLength > 1000) {
+      const fd = fs.openSync(file, 'r+');
+      const b = Buffer.alloc(1);
+      fs.readSync(fd, b, 0, 1, e.blockOffset + 500);
+      b[0] ^= 0xff;
+      fs.writeSync(fd, b, 0, 1, e.blockOffset + 500);
+      fs.closeSync(fd);
+      return;
+    }
+  }
+  throw new Error(`no data block in ${file}`);
+}
+
+function perPieceHealthy(s: StewardStatus): number[] {
+  const m = new Map<string, number>();
+  for (const r of s.replicas) m.set(r.pieceCid, (m.get(r.pieceCid) ?? 0) + (r.state === 'healthy' ? 1 : 0));
+  return [...m.values()];
+}
+
+describe('steward', () => {
+  let env: TestWorkflowEnvironment | undefined;
+  let data: string;
+  before(async (t) => {
+    env = await startTemporal(t as never);
+    data = tmpDir('pv-steward-');
+    writeTree(path.join(data, 'src'), { 'model.bin': bytesOf(3 * MiB + 5, 'st'), 'cfg.json': '{"x":1}' });
+  });
+  after(async () => {
+    await env?.teardown();
+  });
+
+  const setup = (name: string, over: Partial<ConfigInput> = {}) =>
+    testConfig(path.join(data, name), { steward: { verifyEvery: '1 hour', searchAttributes: true, ...(over.steward ?? {}) }, ...over } as Partial<ConfigInput>);
+
+
+  it('detects a corrupted byte, repairs the replica and records both in the audit log', async (t) => {
+    if (!env) return t.skip('no Temporal server');
+    const config = setup('corrupt');
+    let victim = '';
+    const after = await withWorker(env, config, async () => {
+      const summary = await (await startArchive(env!.client, config, { dir: path.join(data, 'src'), datasetId: 'corrupt' })).handle.result();
+      assert.ok(summary.stewardWorkflowId);
+      const steward = env!.client.workflow.getHandle(summary.stewardWorkflowId!);
+      const before = await steward.query(stewardStatusQuery);
+      victim = `${before.replicas.find((r) => r.providerId === 'local-1' && r.shard >= 0)!.pieceCid}.car`;
+      await corruptBlock(path.join(piecesDir(config, 'local-1'), victim));
+      return steward.executeUpdate(verifyNowUpdate);
+    });
+    assert.equal(after.counters.repairs >= 1, true, 'repaired');
+    assert.equal(after.health, 'healthy');
+    assert.ok(perPieceHealthy(after).every((n) => n === 2), 'every piece back to 2 healthy copies');
+    const audit = await readAudit(config, after.auditHead!);
+    assert.deepEqual(audit.problems, []);
+    const victimPiece = victim.replace(/\.car$/, '');
+    assert.ok(audit.records.some((r) => r.kind === 'verify' && r.result === 'corrupt' && r.pieceCid === victimPiece && r.providerId === 'local-1'), JSON.stringify(audit.records.map((r) => [r.seq, r.kind, r.result, r.pieceCid?.slice(-6), r.providerId])) + victimPiece);
+    assert.ok(audit.records.some((r) => r.kind === 'repair' && r.pieceCid === victimPiece && r.result.startsWith('new copy')));
+    assert.ok(audit.records[0]!.kind === 'archive' && audit.records[0]!.seq === 1);
+  });
+
+  it('replaces a deleted replica', async (t) => {
+    if (!env) return t.skip('no Temporal server');
+    const config = setup('deleted');
+    const after = await withWorker(env, config, async () => {
+      const summary = await (await startArchive(env!.client, config, { dir: path.join(data, 'src'), datasetId: 'deleted' })).handle.result();
+      const steward = env!.client.workflow.getHandle(summary.stewardWorkflowId!);
+      const before = await steward.query(stewardStatusQuery);
+      fs.rmSync(path.join(piecesDir(config, 'local-2'), `${before.replicas.find((r) => r.providerId === 'local-2' && r.shard >= 0)!.pieceCid}.car`));
+      return steward.executeUpdate(verifyNowUpdate);
+    });
+    assert.ok(perPieceHealthy(after).every((n) => n === 2));
+    const audit = await readAudit(config, after.auditHead!);
+    assert.ok(audit.records.some((r) => r.kind === 'verify' && r.result === 'missing' && r.providerId === 'local-2'));
+    assert.ok(audit.records.some((r) => r.kind === 'repair'));
+  });
+
+  it('fails over from a provider unreachable past the grace period, not before', async (t) => {
+    if (!env) return t.skip('no Temporal server');
+    const config = setup('unreachable', { steward: { unreachableGrace: '2 seconds' } } as Partial<ConfigInput>);
+    const root = path.dirname(piecesDir(config, 'local-1'));
+    const second = await withWorker(env, config, async () => {
+      const summary = await (await startArchive(env!.client, config, { dir: path.join(data, 'src'), datasetId: 'unreachable' })).handle.result();
+      const steward = env!.client.workflow.getHandle(summary.stewardWorkflowId!);
+      // Let the steward write its first audit record before the provider goes away.
+      for (let i = 0; i < 100 && (await steward.query(stewardStatusQuery)).auditRecords < 1; i++) await new Promise((r) => setTimeout(r, 50));
+      const onLocal1 = (await steward.query(stewardStatusQuery)).replicas.filter((r) => r.providerId === 'local-1').length;
+      assert.ok(onLocal1 > 0);
+      fs.renameSync(root, `${root}.unmounted`);
+      const first = await steward.executeUpdate(verifyNowUpdate);
+      assert.equal(first.replicas.filter((r) => r.state === 'unreachable').length, onLocal1, JSON.stringify((await readAudit(config, first.auditHead!)).records.map((r) => [r.kind, r.result, r.providerId, r.evidence])));
+      assert.equal(first.counters.repairs, 0, JSON.stringify((await readAudit(config, first.auditHead!)).records.map((r) => [r.kind, r.result, r.providerId, r.evidence])));
+      await new Promise((r) => setTimeout(r, 2500)); // the grace period is real time on a real server
+      return steward.executeUpdate(verifyNowUpdate);
+    });
+    assert.equal(second.replicas.filter((r) => r.providerId === 'local-1').length, 0, 'no replica left on the unreachable provider');
+    assert.ok(perPieceHealthy(second).every((n) => n === 2), 'copies placed elsewhere');
+    assert.equal(fs.existsSync(root), false, 'nothing written to the unreachable provider');
+  });
+
+  it('renews a replica inside the renewal window before it expires', async (t) => {
+    if (!env) return t.skip('no Temporal server');
+    const providers = (retention: string) => [1, 2, 3].map((i) => ({ kind: 'local' as const, id: `local-${i}`, path: path.join(data, 'renew', 'providers', `local-${i}`), retention }));
+    // Archived while the providers kept pieces for 1 day: inside a 2-day renewal window at once.
+    const archiveConfig = setup('renew', { providers: providers('1 day'), steward: { renewWindow: '2 days' } } as Partial<ConfigInput>);
+    const { summary, before } = await withWorker(env, archiveConfig, async () => {
+      const summary = await (await startArchive(env!.client, archiveConfig, { dir: path.join(data, 'src'), datasetId: 'renew' })).handle.result();
+      return { summary, before: await env!.client.workflow.getHandle(summary.stewardWorkflowId!).query(stewardStatusQuery) };
+    });
+    const steward = env.client.workflow.getHandle(summary.stewardWorkflowId!);
+    const earliest = Date.parse(before.earliestExpiry!);
+    assert.ok(earliest - Date.now() < 2 * 86_400_000, 'inside the window');
+    assert.ok(Date.parse(before.nextRenewalAt!) <= Date.now(), 'renewal is due now');
+    // The providers now extend pieces by 10 days on renewal.
+    const renewConfig = { ...archiveConfig, providers: providers('10 days') };
+    const after = await withWorker(env, renewConfig, () => steward.executeUpdate(verifyNowUpdate));
+    assert.ok(after.counters.renewals >= before.replicas.length, `renewed ${after.counters.renewals}`);
+    assert.ok(after.replicas.every((r) => Date.parse(r.expiresAt!) - Date.now() > 9 * 86_400_000), 'every replica extended');
+    assert.equal(after.health, 'healthy');
+    const audit = await readAudit(archiveConfig, after.auditHead!);
+    assert.ok(audit.records.filter((r) => r.kind === 'renew').length >= before.replicas.length);
+  });
+
+  it('continues as new with its state intact', async (t) => {
+    if (!env) return t.skip('no Temporal server');
+    const config = setup('can', { steward: { maxRoundsPerRun: 1 } } as Partial<ConfigInput>);
+    let firstRun = '';
+    let steward!: ReturnType<typeof env.client.workflow.getHandle>;
+    const one = await withWorker(env, config, async () => {
+      const summary = await (await startArchive(env!.client, config, { dir: path.join(data, 'src'), datasetId: 'can' })).handle.result();
+      steward = env!.client.workflow.getHandle(summary.stewardWorkflowId!);
+      firstRun = (await steward.describe()).runId;
+      const s = await steward.executeUpdate(verifyNowUpdate);
+      // Wait for the new run, then query it.
+      for (let i = 0; i < 100 && (await steward.describe()).runId === firstRun; i++) await new Promise((r) => setTimeout(r, 100));
+      return s;
+    });
+    const d = await steward.describe();
+    assert.notEqual(d.runId, firstRun, 'a new run');
+    assert.equal(d.status.name, 'RUNNING');
+    const two = await withWorker(env, config, async () => {
+      const s = await steward.query(stewardStatusQuery);
+      assert.equal(s.runs, 1);
+      assert.equal(s.auditHead, one.auditHead);
+      assert.deepEqual(s.replicas.map((r) => [r.pieceCid, r.providerId]), one.replicas.map((r) => [r.pieceCid, r.providerId]));
+      return steward.executeUpdate(verifyNowUpdate);
+    });
+    assert.equal(two.rounds, one.rounds + 1);
+    const audit = await readAudit(config, two.auditHead!);
+    assert.deepEqual(audit.problems, []);
+  });
+
+  it('reports an edited audit record as tampering and a dropped one as missing', async (t) => {
+    if (!env) return t.skip('no Temporal server');
+    const config = setup('tamper');
+    const s = await withWorker(env, config, async () => {
+      const summary = await (await startArchive(env!.client, config, { dir: path.join(data, 'src'), datasetId: 'tamper' })).handle.result();
+      return env!.client.workflow.getHandle(summary.stewardWorkflowId!).executeUpdate(verifyNowUpdate);
+    });
+    const clean = await readAudit(config, s.auditHead!);
+    assert.deepEqual(clean.problems, []);
+    assert.ok(clean.records.length >= 2);
+    // Edit the first record's copy on local-1: same length, one letter changed.
+    const first = clean.records[0]!;
+    const dir = piecesDir(config, 'local-1');
+    const pieceCid = fs.readFileSync(path.join(path.dirname(dir), 'roots', first.cid), 'utf8');
+    const file = path.join(dir, `${pieceCid}.car`);
+    const text = fs.readFileSync(file, 'latin1');
+    fs.writeFileSync(file, Buffer.from(text.replace('archived', 'ARCHIVED'), 'latin1'));
+    const tampered = await readAudit(config, s.auditHead!);
+    assert.ok(tampered.problems.some((p) => p.problem === 'tampered' && p.providerId === 'local-1' && p.cid === first.cid));
+    // Drop every copy of the first record.
+    for (const p of config.providers) {
+      const d = piecesDir(config, p.id);
+      const f = path.join(d, `${pieceCid}.car`);
+      if (fs.existsSync(f)) fs.rmSync(f);
+    }
+    const dropped = await readAudit(config, s.auditHead!);
+    assert.ok(dropped.problems.some((p) => p.cid === first.cid && (p.problem === 'missing' || p.problem === 'tampered')));
+  });
+});

@@ -1,0 +1,251 @@
+/**
+ * stewardDataset: one entity workflow per archived dataset, for the dataset's whole life.
+ * It sleeps on durable timers until the next verification or renewal deadline, then:
+ * verify every replica (retrieval spot checks + provider status) → renew what expires soon →
+ * repair what failed (copy from a healthy replica to a provider the policy allows) → audit.
+ * It continues-as-new before its history grows, carrying its whole state.
+ */
+import {
+  condition, continueAsNew, defineQuery, defineSignal, defineUpdate, proxyActivities, setHandler,
+  upsertSearchAttributes, workflowInfo, allHandlersFinished, ActivityFailure,
+} from '@temporalio/workflow';
+import type { ProvenantActivities } from '../activities/index.js';
+import { NON_RETRYABLE } from './failure-types.js';
+import type { DatasetHealth, StewardReplica, StewardState, StewardStatus } from './types.js';
+
+export const stewardStatusQuery = defineQuery<StewardStatus>('status');
+export const verifyNowUpdate = defineUpdate<StewardStatus>('verifyNow');
+export const addReplicasSignal = defineSignal<[number]>('addReplicas');
+export const retireSignal = defineSignal('retire');
+
+export const stewardWorkflowId = (manifestCid: string) => `provenant-steward-${manifestCid}`;
+
+const acts = proxyActivities<ProvenantActivities>({
+  startToCloseTimeout: '6 hours',
+  heartbeatTimeout: '5 minutes',
+  retry: { nonRetryableErrorTypes: NON_RETRYABLE, maximumAttempts: 5, maximumInterval: '5 minutes' },
+});
+
+const iso = (ms: number) => new Date(ms).toISOString();
+
+/** Whether a replica counts toward the target: healthy (or unreachable only within the grace period) and not expiring soon. */
+function isCounted(r: StewardReplica, now: number, settings: StewardState['settings']): boolean {
+  const inGrace = r.state === 'unreachable' && !!r.unreachableSince && now - Date.parse(r.unreachableSince) < settings.unreachableGraceMs;
+  if (r.state !== 'healthy' && !inGrace) return false;
+  return !r.expiresAt || Date.parse(r.expiresAt) - now > settings.renewWindowMs;
+}
+
+export function healthOf(s: StewardState, now: number): DatasetHealth {
+  const pieces = new Map<string, number>();
+  for (const r of s.replicas) pieces.set(r.pieceCid, (pieces.get(r.pieceCid) ?? 0) + (r.state === 'healthy' ? 1 : 0));
+  if (pieces.size === 0) return 'unknown';
+  if (s.replicas.every((r) => r.state === 'unknown')) return 'unknown';
+  let degraded = false;
+  for (const [, good] of pieces) {
+    if (good === 0) return 'lost';
+    if (good < s.copies) degraded = true;
+  }
+  void now;
+  return degraded ? 'degraded' : 'healthy';
+}
+
+function nextDeadlines(s: StewardState) {
+  const last = s.lastVerifiedAt ? Date.parse(s.lastVerifiedAt) : Date.parse(workflowInfo().startTime.toISOString());
+  const verifyAt = last + s.settings.verifyEveryMs;
+  let earliestExpiry: number | undefined;
+  for (const r of s.replicas) {
+    if (!r.expiresAt) continue;
+    const e = Date.parse(r.expiresAt);
+    if (earliestExpiry === undefined || e < earliestExpiry) earliestExpiry = e;
+  }
+  const renewAt = earliestExpiry === undefined ? undefined : earliestExpiry - s.settings.renewWindowMs;
+  return { verifyAt, earliestExpiry, renewAt, next: renewAt === undefined ? verifyAt : Math.min(verifyAt, renewAt) };
+}
+
+export async function stewardDataset(state: StewardState): Promise<StewardStatus> {
+  const s = state;
+  let wake = false;
+  let retired = false;
+  let providersDown = new Set<string>();
+  const status = (): StewardStatus => {
+    const d = nextDeadlines(s);
+    return {
+      datasetId: s.datasetId, manifestCid: s.manifestCid, health: healthOf(s, Date.now()), copies: s.copies,
+      pieces: new Set(s.replicas.map((r) => r.pieceCid)).size, replicas: s.replicas, lastVerifiedAt: s.lastVerifiedAt,
+      nextVerificationAt: iso(d.verifyAt), earliestExpiry: d.earliestExpiry === undefined ? undefined : iso(d.earliestExpiry),
+      nextRenewalAt: d.renewAt === undefined ? undefined : iso(d.renewAt), auditHead: s.audit.cid, auditRecords: s.audit.seq,
+      rounds: s.rounds, runs: s.runs, counters: s.counters, retired,
+    };
+  };
+  setHandler(stewardStatusQuery, status);
+  setHandler(verifyNowUpdate, async () => {
+    const target = s.rounds + 1;
+    wake = true;
+    await condition(() => s.rounds >= target || retired);
+    return status();
+  });
+  setHandler(addReplicasSignal, (n: number) => {
+    s.copies = Math.max(1, s.copies + Math.trunc(n));
+    wake = true;
+  });
+  setHandler(retireSignal, () => {
+    retired = true;
+    wake = true;
+  });
+
+  const audit = async (events: Parameters<ProvenantActivities['provenantAppendAudit']>[0]['events']) => {
+    if (events.length === 0) return;
+    // Audit records go to every provider that answered at the last verification.
+    const providerIds = s.providers.map((p) => p.id).filter((id) => !providersDown.has(id));
+    const r = await acts.provenantAppendAudit({ datasetId: s.datasetId, prev: s.audit, events, providerIds });
+    s.audit = { cid: r.head, seq: r.seq };
+  };
+  const tag = () => {
+    if (s.settings.searchAttributes) {
+      upsertSearchAttributes({ ProvenantHealth: [healthOf(s, Date.now())], ProvenantDataset: [s.datasetId] });
+    }
+  };
+
+  if (s.audit.seq === 0) {
+    await audit([{ kind: 'archive', result: `archived: ${new Set(s.replicas.map((r) => r.pieceCid)).size} pieces × ${s.copies} copies`, time: iso(Date.now()) }]);
+  }
+  tag();
+
+  let roundsThisRun = 0;
+  while (!retired) {
+    if (workflowInfo().continueAsNewSuggested || roundsThisRun >= s.settings.maxRoundsPerRun) break;
+    const { next } = nextDeadlines(s);
+    const wait = next - Date.now();
+    if (wait > 0 && !wake) await condition(() => wake, wait);
+    wake = false;
+    if (retired) break;
+    await round();
+    roundsThisRun++;
+    tag();
+  }
+
+  if (retired) {
+    await audit([{ kind: 'retire', result: 'steward retired by request; replicas left in place', time: iso(Date.now()) }]);
+    await condition(allHandlersFinished);
+    return status();
+  }
+  await condition(allHandlersFinished);
+  return continueAsNew<typeof stewardDataset>({ ...s, runs: s.runs + 1 });
+
+  async function round(): Promise<void> {
+    const now = Date.now();
+    const events: Parameters<typeof audit>[0] = [];
+    // 1. Verify every replica.
+    const results = await acts.provenantVerifyReplicas({
+      manifestCid: s.manifestCid,
+      replicas: s.replicas.map(({ shard, pieceCid, carCid, rootCid, bytes, providerId }) => ({ shard, pieceCid, carCid, rootCid, bytes, providerId })),
+      seed: `${workflowInfo().workflowId}/${s.rounds}`,
+      probability: s.settings.detectionProbability,
+      lossFraction: s.settings.lossFraction,
+    });
+    s.counters.verifications++;
+    let minProbability = 1;
+    results.forEach((res, i) => {
+      const r = s.replicas[i]!;
+      r.state = res.state;
+      r.lastCheckedAt = iso(now);
+      r.lastEvidence = res.evidence;
+      r.detectionProbability = res.detectionProbability;
+      if (res.expiresAt) r.expiresAt = res.expiresAt;
+      if (res.state === 'unreachable') r.unreachableSince ??= iso(now);
+      else delete r.unreachableSince;
+      if (res.state === 'healthy') minProbability = Math.min(minProbability, res.detectionProbability);
+      else events.push({ kind: 'verify', pieceCid: r.pieceCid, providerId: r.providerId, result: res.state, challenges: res.challenges, detectionProbability: res.detectionProbability, evidence: res.evidence, time: iso(now) });
+    });
+    providersDown = new Set(results.filter((r) => r.state === 'unreachable').map((r) => r.providerId));
+    const healthy = results.filter((r) => r.state === 'healthy');
+    events.unshift({
+      kind: 'verify', result: `${healthy.length}/${results.length} replicas healthy`,
+      challenges: results.reduce((n, r) => n + r.challenges, 0), detectionProbability: minProbability,
+      evidence: `each healthy replica passed spot checks catching a ${s.settings.lossFraction * 100}% block loss with p ≥ ${minProbability.toFixed(4)}`,
+      time: iso(now),
+    });
+
+    // 2. Renew healthy replicas inside the renewal window.
+    for (const r of s.replicas) {
+      if (r.state !== 'healthy' || !r.expiresAt || Date.parse(r.expiresAt) - now > s.settings.renewWindowMs) continue;
+      const res = await acts.provenantRenewPiece({ pieceCid: r.pieceCid, providerId: r.providerId });
+      if (res.renewed && res.expiresAt) r.expiresAt = res.expiresAt;
+      s.counters.renewals += res.renewed ? 1 : 0;
+      events.push({ kind: 'renew', pieceCid: r.pieceCid, providerId: r.providerId, result: res.renewed ? `renewed until ${res.expiresAt ?? 'forever'}` : 'provider cannot renew; will be replaced', time: iso(now) });
+    }
+
+    // 3. Retire replicas that failed (unreachable only after the grace period).
+    const bad = s.replicas.filter(
+      (r) => r.state === 'missing' || r.state === 'corrupt' || r.state === 'expired' ||
+        (r.state === 'unreachable' && now - Date.parse(r.unreachableSince!) >= s.settings.unreachableGraceMs),
+    );
+    // 4. Restore the replica count for every piece.
+    const down = new Set(s.replicas.filter((r) => r.state === 'unreachable').map((r) => r.providerId));
+    const byPiece = new Map<string, StewardReplica[]>();
+    for (const r of s.replicas) byPiece.set(r.pieceCid, [...(byPiece.get(r.pieceCid) ?? []), r]);
+    for (const [pieceCid, reps] of byPiece) {
+      const good = reps.filter((r) => isCounted(r, now, s.settings));
+      const sources = reps.filter((r) => r.state === 'healthy').map((r) => r.providerId);
+      let need = s.copies - good.length;
+      if (need <= 0) continue;
+      if (sources.length === 0) {
+        events.push({ kind: 'repair', pieceCid, result: 'no healthy replica left to copy from', time: iso(now) });
+        continue;
+      }
+      const holding = new Set(reps.filter((r) => !bad.includes(r)).map((r) => r.providerId));
+      const failing = new Set(reps.filter((r) => bad.includes(r) && r.state !== 'unreachable').map((r) => r.providerId));
+      // Distinct providers first; a provider whose copy is missing/corrupt (but that answers) last.
+      const candidates = [
+        ...s.providers.filter((p) => !holding.has(p.id) && !failing.has(p.id) && !down.has(p.id)),
+        ...s.providers.filter((p) => failing.has(p.id) && !down.has(p.id)),
+      ];
+      const template = reps[0]!;
+      for (const p of candidates) {
+        if (need <= 0) break;
+        if (failing.has(p.id)) {
+          await acts.provenantRetirePiece({ pieceCid, providerId: p.id });
+        }
+        try {
+          const placed = await acts.provenantCopyPiece({ piece: { pieceCid, carCid: template.carCid, rootCid: template.rootCid, bytes: template.bytes }, from: sources, to: p.id });
+          const fresh: StewardReplica = { ...template, providerId: p.id, state: 'healthy', lastCheckedAt: iso(now), lastEvidence: 'copied from a verified replica', expiresAt: placed.expiresAt };
+          delete fresh.unreachableSince;
+          const replacing = reps.find((r) => r.providerId === p.id);
+          s.replicas = s.replicas.filter((r) => r !== replacing);
+          s.replicas.push(fresh);
+          holding.add(p.id);
+          need--;
+          s.counters.repairs++;
+          events.push({ kind: 'repair', pieceCid, providerId: p.id, result: `new copy from ${sources.join('/')}`, time: iso(now) });
+        } catch (err) {
+          if (!(err instanceof ActivityFailure)) throw err;
+          events.push({ kind: 'repair', pieceCid, providerId: p.id, result: 'failed', evidence: err.cause?.message ?? err.message, time: iso(now) });
+        }
+      }
+    }
+    // 5. Drop the failed replicas (best-effort delete where the provider answers).
+    for (const r of bad) {
+      if (!s.replicas.includes(r)) continue;
+      if (r.state !== 'unreachable') await acts.provenantRetirePiece({ pieceCid: r.pieceCid, providerId: r.providerId });
+      s.replicas = s.replicas.filter((x) => x !== r);
+      s.counters.retired++;
+      events.push({ kind: 'retire', pieceCid: r.pieceCid, providerId: r.providerId, result: `retired (${r.state})`, evidence: r.lastEvidence, time: iso(now) });
+    }
+    // Replicas replaced while still in the renewal window leave once enough counted copies exist.
+    for (const [pieceCid] of byPiece) {
+      const reps = s.replicas.filter((r) => r.pieceCid === pieceCid);
+      const counted = reps.filter((r) => isCounted(r, now, s.settings));
+      if (counted.length < s.copies) continue;
+      for (const r of reps) {
+        if (counted.includes(r)) continue;
+        await acts.provenantRetirePiece({ pieceCid, providerId: r.providerId });
+        s.replicas = s.replicas.filter((x) => x !== r);
+        s.counters.retired++;
+        events.push({ kind: 'retire', pieceCid, providerId: r.providerId, result: 'retired (expiring; replaced)', time: iso(now) });
+      }
+    }
+    await audit(events);
+    s.lastVerifiedAt = iso(now);
+    s.rounds++; // last: verifyNow waits on this, and returns the audited state
+  }
+}
