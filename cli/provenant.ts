@@ -5,6 +5,7 @@
  *   provenant archive <dir> [--replicas N] [--meta k=v]... [--id ID] [--provider ID]...
  *   provenant status [<dataset>]
  *   provenant restore <dataset|manifest-cid> <dir> [--force]
+ *   provenant audit <dataset>   the audit log, with its hash chain checked
  *   provenant dev        embedded dev server + worker in the foreground
  *   provenant worker     a standalone worker for the configured server
  *   provenant demo       archive a generated sample dataset and restore it
@@ -26,7 +27,8 @@ import { archiveInput, archiveWorkflowId, startArchive, startRestore } from '../
 import { withRuntime } from '../workers/runtime.js';
 import { runWorker } from '../workers/main.js';
 import type { ArchiveSummary } from '../workflows/types.js';
-import { archiveProgressQuery } from '../workflows/index.js';
+import { archiveProgressQuery, stewardStatusQuery } from '../workflows/index.js';
+import { readAudit } from '../activities/index.js';
 
 class UsageError extends Error {
   override name = 'UsageError';
@@ -36,6 +38,7 @@ const USAGE = `usage:
   provenant archive <dir> [--replicas N] [--meta k=v]... [--id ID] [--provider ID]... [--json]
   provenant status [<dataset>] [--json]
   provenant restore <dataset|manifest-cid> <dir> [--force] [--json]
+  provenant audit <dataset> [--json]      print the audit log and check its hash chain
   provenant dev | worker | demo
 options: --config FILE (JSON or YAML), --json`;
 
@@ -141,14 +144,26 @@ async function cmdArchive(config: Config, pos: string[], v: Record<string, unkno
   }, { log: out.info });
 }
 
+async function stewardOf(client: Client, datasetId: string) {
+  const s = (await client.workflow.getHandle(archiveWorkflowId(datasetId)).result().catch((err) => {
+    if (err instanceof WorkflowNotFoundError) throw new ManifestNotFoundError(`no dataset '${datasetId}' is known to this Temporal server`);
+    throw err;
+  })) as ArchiveSummary;
+  if (!s.stewardWorkflowId) throw new ManifestNotFoundError(`dataset '${datasetId}' has no steward`);
+  return client.workflow.getHandle(s.stewardWorkflowId);
+}
+
 async function cmdStatus(config: Config, pos: string[], out: Out): Promise<void> {
   await withRuntime(config, async ({ client }) => {
     if (!pos[0]) {
-      const rows: { datasetId: string; status: string; workflowId: string; started: string }[] = [];
-      for await (const w of client.workflow.list({ query: `WorkflowType = 'archiveDataset'` })) {
-        rows.push({ datasetId: w.workflowId.replace(/^provenant-archive-/, ''), status: w.status.name, workflowId: w.workflowId, started: w.startTime.toISOString() });
+      // Fleet view: every stewarded dataset with health, next verification and earliest expiry.
+      const rows: { datasetId: string; health: string; nextVerificationAt: string; earliestExpiry: string | null; manifestCid: string; replicas: number }[] = [];
+      for await (const w of client.workflow.list({ query: `WorkflowType = 'stewardDataset' AND ExecutionStatus = 'Running'` })) {
+        const st = await client.workflow.getHandle(w.workflowId).query(stewardStatusQuery);
+        rows.push({ datasetId: st.datasetId, health: st.health, nextVerificationAt: st.nextVerificationAt, earliestExpiry: st.earliestExpiry ?? null, manifestCid: st.manifestCid, replicas: st.replicas.length });
       }
-      out.result(rows, rows.length ? rows.map((r) => `${r.datasetId}\t${r.status}\t${r.started}`).join('\n') : 'no datasets');
+      rows.sort((a, b) => a.datasetId.localeCompare(b.datasetId));
+      out.result(rows, rows.length ? ['dataset\thealth\tnext verification\tearliest expiry', ...rows.map((r) => `${r.datasetId}\t${r.health}\t${r.nextVerificationAt}\t${r.earliestExpiry ?? '-'}`)].join('\n') : 'no stewarded datasets');
       return;
     }
     const handle = client.workflow.getHandle(archiveWorkflowId(pos[0]));
@@ -161,14 +176,30 @@ async function cmdStatus(config: Config, pos: string[], out: Out): Promise<void>
     }
     if (d.status.name === 'COMPLETED') {
       const s = await handle.result();
-      out.result({ status: d.status.name, ...s }, `status: COMPLETED\n${describeArchive(s)}`);
+      const steward = s.stewardWorkflowId ? await client.workflow.getHandle(s.stewardWorkflowId).query(stewardStatusQuery).catch(() => undefined) : undefined;
+      const health = steward ? `\n  health:       ${steward.health} (last verified ${steward.lastVerifiedAt ?? 'never'}, next ${steward.nextVerificationAt}, earliest expiry ${steward.earliestExpiry ?? 'none'})` : '';
+      out.result({ status: d.status.name, ...s, steward }, `status: COMPLETED\n${describeArchive(s)}${health}`);
     } else if (d.status.name === 'RUNNING') {
       const p = await handle.query(archiveProgressQuery);
       out.result({ status: d.status.name, progress: p }, `status: RUNNING, stage ${p.stage}, shards ${p.shardsReplicated}/${p.shards} replicated`);
     } else {
       out.result({ status: d.status.name }, `status: ${d.status.name}`);
     }
-  }, { worker: false, log: out.info });
+  }, { log: out.info });
+}
+
+async function cmdAudit(config: Config, pos: string[], out: Out): Promise<number> {
+  if (!pos[0]) throw new UsageError('audit needs a dataset id');
+  return withRuntime(config, async ({ client }) => {
+    const steward = await stewardOf(client, pos[0]!);
+    const st = await steward.query(stewardStatusQuery);
+    if (!st.auditHead) throw new ManifestNotFoundError(`dataset '${pos[0]}' has no audit records yet`);
+    const { records, problems } = await readAudit(config, st.auditHead);
+    const lines = records.map((r) => `#${r.seq} ${r.time} ${r.kind.padEnd(7)} ${r.providerId ?? '-'} ${r.pieceCid ? r.pieceCid.slice(-12) : '-'} ${r.result}${r.challenges !== undefined ? ` (${r.challenges} challenges)` : ''}`);
+    lines.push(problems.length ? `CHAIN BROKEN: ${problems.map((p) => `${p.problem} ${p.providerId ?? ''} ${p.cid}: ${p.detail}`).join('; ')}` : `chain intact: ${records.length} records, head ${st.auditHead}`);
+    out.result({ head: st.auditHead, records, problems }, lines.join('\n'));
+    return problems.length ? 1 : 0;
+  }, { log: out.info });
 }
 
 async function resolveManifest(client: Client, ref: string): Promise<string> {
@@ -302,6 +333,7 @@ export async function main(argv: string[]): Promise<number> {
       case 'archive': await cmdArchive(config, pos, v, out); break;
       case 'status': await cmdStatus(config, pos, out); break;
       case 'restore': await cmdRestore(config, pos, v, out); break;
+      case 'audit': return await cmdAudit(config, pos, out);
       case 'demo': await cmdDemo(config, out); break;
       case 'dev': await cmdDev(config, out); break;
       case 'worker': await runWorker(); break;

@@ -63,6 +63,18 @@ describe('provenant CLI', () => {
     assert.equal(JSON.parse(s.stdout).status, 'COMPLETED');
     assert.equal(JSON.parse(s.stdout).manifestCid, summary.manifestCid);
 
+    // Fleet view and the audit log.
+    const fleet = await run(['status', '--json'], env);
+    assert.equal(fleet.code, 0, fleet.stderr);
+    const rows = JSON.parse(fleet.stdout) as { datasetId: string; health: string }[];
+    assert.deepEqual(rows.map((r) => r.datasetId), ['cli-ds']);
+    assert.ok(['healthy', 'unknown'].includes(rows[0]!.health));
+    const audit = await run(['audit', 'cli-ds', '--json'], env);
+    assert.equal(audit.code, 0, audit.stderr);
+    const log = JSON.parse(audit.stdout);
+    assert.deepEqual(log.problems, []);
+    assert.equal(log.records[0].kind, 'archive');
+
     const target = path.join(root, 'out');
     const r = await run(['restore', 'cli-ds', target, '--json'], env);
     assert.equal(r.code, 0, r.stderr);
