@@ -121,3 +121,22 @@ export function showPath(p: string | Buffer): string {
   for (const b of p) out += b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : `\\x${b.toString(16).padStart(2, '0')}`;
   return `"${out}"`;
 }
+
+// ---- providers: refused before anything was stored (a retry cannot help; fix the config) -----
+/** The provider rejected the credentials, or they may not touch this bucket or API. */
+export class ProviderAuthError extends define('ProviderAuthError', false) {}
+/** The configured bucket does not exist. */
+export class BucketNotFoundError extends define('BucketNotFoundError', false) {}
+for (const C of [ProviderAuthError, BucketNotFoundError]) {
+  registry[C.name] = C as unknown as new (message: string) => ProvenantError;
+}
+
+const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'EPIPE', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_SOCKET']);
+/** True when `err` (or a cause) says a server could not be reached or dropped the connection. */
+export function isNetworkError(err: unknown): boolean {
+  let e = err as { code?: unknown; name?: unknown; cause?: unknown } | undefined;
+  for (let depth = 0; e && typeof e === 'object' && depth < 6; depth++, e = e.cause as typeof e) {
+    if ((typeof e.code === 'string' && NETWORK_CODES.has(e.code)) || e.name === 'TimeoutError' || e.name === 'ConnectTimeoutError') return true;
+  }
+  return false;
+}

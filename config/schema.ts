@@ -33,9 +33,56 @@ export const LocalProviderSchema = z.object({
   ...PlacementAttrs,
   /** Directory that stands in for an independent storage provider. */
   path: z.string().min(1),
+  /** How long a stored piece is kept unless renewed (a Temporal duration, e.g. '540 days'); forever when unset. */
+  retention: z.string().optional(),
 });
 
-export const ProviderSchema = z.discriminatedUnion('kind', [LocalProviderSchema]);
+/** The name of an environment variable (never its value: secrets stay out of config). */
+const EnvName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'the name of an environment variable, not its value');
+
+/**
+ * An S3 bucket (AWS, MinIO, any S3-compatible store). Strict: a secret written into the config
+ * (`secretAccessKey: …`) is refused rather than silently dropped; name its variable instead.
+ */
+export const S3ProviderSchema = z
+  .strictObject({
+    kind: z.literal('s3'),
+    ...PlacementAttrs,
+    /** S3-compatible endpoint (e.g. http://127.0.0.1:9000 for MinIO); AWS when omitted. `region` signs requests. */
+    endpoint: z.url({ protocol: /^https?$/ }).optional(),
+    bucket: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'bucket: 3-63 lowercase letters, digits, . and -'),
+    /** Key prefix inside the bucket, e.g. 'provenant/'. */
+    prefix: z.string().regex(/^([^/].*\/)?$/, "prefix: empty or ending in '/', not starting with '/'").default(''),
+    /** Path-style addressing (`endpoint/bucket/key`), as MinIO needs. */
+    forcePathStyle: z.boolean().default(false),
+    /** Environment variables holding the credentials; the AWS SDK's default chain when omitted. */
+    accessKeyIdEnv: EnvName.optional(),
+    secretAccessKeyEnv: EnvName.optional(),
+    sessionTokenEnv: EnvName.optional(),
+    /** Multipart part size (raised automatically to stay within 10,000 parts). */
+    partBytes: z.number().int().min(5 * 1024 * 1024).max(5 * 1024 ** 3).default(16 * 1024 * 1024),
+    connectTimeoutMs: z.number().int().min(1).default(10_000),
+  })
+  .refine((c) => !!c.accessKeyIdEnv === !!c.secretAccessKeyEnv, {
+    message: 'accessKeyIdEnv and secretAccessKeyEnv go together',
+    path: ['secretAccessKeyEnv'],
+  });
+export type S3ProviderConfig = z.infer<typeof S3ProviderSchema>;
+
+/** A Kubo (go-ipfs) node, reached through its RPC API. */
+export const KuboProviderSchema = z.object({
+  kind: z.literal('kubo'),
+  ...PlacementAttrs,
+  /** The RPC API (not the gateway), e.g. http://127.0.0.1:5001. */
+  apiUrl: z.url({ protocol: /^https?$/ }),
+  /** Environment variable holding the `Authorization` header value when the API requires one. */
+  authorizationEnv: EnvName.optional(),
+  /** MFS directory that holds Provenant's index (piece CID / root CID → file CID). */
+  mfsDir: z.string().regex(/^\/[^\s]*[^/\s]$/, 'mfsDir: an absolute MFS path without a trailing /').default('/provenant'),
+});
+export type KuboProviderConfig = z.infer<typeof KuboProviderSchema>;
+
+export const ProviderSchema = z.discriminatedUnion('kind', [LocalProviderSchema, S3ProviderSchema, KuboProviderSchema]);
 export type ProviderConfig = z.infer<typeof ProviderSchema>;
 
 export const TemporalSchema = z.object({
@@ -59,6 +106,26 @@ export const ReplicationSchema = z.object({
   putAttempts: z.number().int().min(1).max(100).default(3),
 });
 
+export const StewardSchema = z.object({
+  /** Time between verifications of every replica (Temporal duration). */
+  verifyEvery: z.string().min(1).default('1 day'),
+  /** A replica expiring within this window no longer counts and is renewed or replaced (Spade: 45 days). */
+  renewWindow: z.string().min(1).default('45 days'),
+  /** An unreachable replica is replaced once it has been unreachable this long. */
+  unreachableGrace: z.string().min(1).default('1 day'),
+  /** Spot-check detection target: catch a loss of `lossFraction` of blocks with this probability. */
+  detectionProbability: z.number().gt(0).lt(1).default(0.99),
+  lossFraction: z.number().gt(0).lt(1).default(0.01),
+  /** Continue-as-new after this many rounds at the latest (Temporal may suggest it sooner). */
+  maxRoundsPerRun: z.number().int().min(1).default(500),
+  /**
+   * Tag steward workflows with the Keyword search attributes ProvenantHealth / ProvenantDataset.
+   * The server must know them (`temporal operator search-attribute create`); the embedded dev
+   * server registers them and the CLI turns this on there.
+   */
+  searchAttributes: z.boolean().default(false),
+});
+
 export const ConfigSchema = z
   .object({
     temporal: TemporalSchema.prefault({}),
@@ -68,6 +135,7 @@ export const ConfigSchema = z
     stagingDir: z.string().min(1).optional(),
     pack: PackSchema.prefault({}),
     replication: ReplicationSchema.prefault({}),
+    steward: StewardSchema.prefault({}),
     /** Defaults to three local directory providers under `<dataDir>/providers`. */
     providers: z.array(ProviderSchema).optional(),
   })

@@ -2,11 +2,13 @@
 # Installs everything Provenant's tests and embedded mode need, idempotently and pinned:
 #   - npm dependencies (when node_modules is missing or stale)
 #   - the Temporal CLI (dev server) built from its Go module, cached per user
+#   - the storage servers the provider tests run: MinIO (S3) and Kubo (IPFS), built the same way
 # Go's module and build caches are reused when present; nothing here depends on them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 TEMPORAL_CLI_VERSION="v1.5.1"
+KUBO_VERSION="v0.42.0"   # keep in step with workers/binaries.ts
 CACHE_DIR="${PROVENANT_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/provenant}"
 BIN_DIR="$CACHE_DIR/bin"
 mkdir -p "$BIN_DIR"
@@ -38,6 +40,40 @@ install_go_tool() { # name module@version target
   log "$name: installed at $target"
 }
 
+# Kubo's go.mod has `exclude` directives, which `go install module@version` refuses; build its
+# command from the downloaded module instead (same result, same cache).
+build_go_module() { # name module version package target
+  local name="$1" module="$2" version="$3" pkg="$4" target="$5"
+  if [ -x "$target" ]; then
+    log "$name: cached at $target"
+    return 0
+  fi
+  if ! command -v go >/dev/null 2>&1; then
+    log "$name: 'go' is not installed; cannot build $module@$version"
+    return 1
+  fi
+  log "$name: building $module@$version (first time only; takes a few minutes)"
+  local dir
+  dir="$(go mod download -json "$module@$version" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+  [ -n "$dir" ] || { log "$name: could not download $module@$version"; return 1; }
+  (cd "$dir" && go build -trimpath -buildvcs=false -mod=readonly -o "$target.tmp.$$" "$pkg")
+  mv "$target.tmp.$$" "$target"
+  log "$name: installed at $target"
+}
+
 install_go_tool temporal "github.com/temporalio/cli/cmd/temporal@${TEMPORAL_CLI_VERSION}" "$BIN_DIR/temporal-${TEMPORAL_CLI_VERSION}"
 ln -sf "temporal-${TEMPORAL_CLI_VERSION}" "$BIN_DIR/temporal"
 "$BIN_DIR/temporal" --version
+
+# The two storage servers build side by side (Go is mostly waiting on downloads and the linker).
+install_go_tool minio "github.com/minio/minio@latest" "$BIN_DIR/minio" &
+minio_job=$!
+build_go_module ipfs github.com/ipfs/kubo "$KUBO_VERSION" ./cmd/ipfs "$BIN_DIR/ipfs-${KUBO_VERSION}" &
+kubo_job=$!
+failed=0
+wait "$minio_job" || { log "minio: build failed"; failed=1; }
+wait "$kubo_job" || { log "ipfs: build failed"; failed=1; }
+[ "$failed" = 0 ] || exit 1
+ln -sf "ipfs-${KUBO_VERSION}" "$BIN_DIR/ipfs"
+"$BIN_DIR/minio" --version | head -n 1
+"$BIN_DIR/ipfs" version

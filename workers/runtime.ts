@@ -4,7 +4,7 @@
  */
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
-import { NativeConnection, Runtime, Worker, DefaultLogger } from '@temporalio/worker';
+import { NativeConnection, Runtime, Worker, DefaultLogger, makeTelemetryFilterString } from '@temporalio/worker';
 import type { Config } from '../config/schema.js';
 import { isListening, isLocalAddress, startDevServer, type DevServer } from './dev-server.js';
 import { ProvenantPlugin } from './plugin.js';
@@ -20,7 +20,11 @@ function quietRuntime(): void {
   if (runtimeInstalled) return;
   runtimeInstalled = true;
   const level = (process.env.PROVENANT_LOG_LEVEL as 'WARN' | 'INFO' | 'DEBUG' | 'ERROR' | undefined) ?? 'ERROR';
-  Runtime.install({ logger: new DefaultLogger(level) });
+  // Core (Rust) logs go through the same logger, at the same level, to stderr; stdout stays for results.
+  Runtime.install({
+    logger: new DefaultLogger(level, (entry) => process.stderr.write(`${entry.level} ${entry.message}\n`)),
+    telemetryOptions: { logging: { filter: makeTelemetryFilterString({ core: level }), forward: {} } },
+  });
 }
 
 export async function withRuntime<T>(

@@ -110,16 +110,21 @@ export async function archiveDataset(input: ArchiveInput): Promise<ArchiveSummar
   let stewardId: string | undefined;
   if (input.steward) {
     stewardId = stewardWorkflowId(manifest.rootCid);
-    await startChild(stewardDataset, {
-      workflowId: stewardId,
-      parentClosePolicy: ParentClosePolicy.ABANDON,
-      args: [{
-        datasetId: input.datasetId, manifestCid: manifest.rootCid, copies: input.copies, providers: input.providers,
-        settings: input.steward, replicas: placements, audit: { cid: null, seq: 0 }, rounds: 0, runs: 0,
-        counters: { verifications: 0, repairs: 0, renewals: 0, retired: 0 },
-      }],
-      ...(input.steward.searchAttributes ? { searchAttributes: { ProvenantDataset: [input.datasetId], ProvenantHealth: ['healthy'] } } : {}),
-    });
+    try {
+      await startChild(stewardDataset, {
+        workflowId: stewardId,
+        parentClosePolicy: ParentClosePolicy.ABANDON,
+        args: [{
+          datasetId: input.datasetId, manifestCid: manifest.rootCid, copies: input.copies, providers: input.providers,
+          settings: input.steward, replicas: placements, audit: { cid: null, seq: 0 }, rounds: 0, runs: 0,
+          counters: { verifications: 0, repairs: 0, renewals: 0, retired: 0 },
+        }],
+        ...(input.steward.searchAttributes ? { searchAttributes: { ProvenantDataset: [input.datasetId], ProvenantHealth: ['healthy'] } } : {}),
+      });
+    } catch (err) {
+      // The same dataset archived again with identical content (same manifest): its steward already runs.
+      if (!(err instanceof Error && err.name === 'WorkflowExecutionAlreadyStartedError')) throw err;
+    }
   }
   progress.stage = 'done';
 

@@ -1,13 +1,21 @@
 /** Build provider instances from config: the only place that maps a `kind` to a class. */
 import type { ProviderConfig } from '../../config/schema.js';
 import { UnknownProviderError } from '../errors.js';
+import { msToNumber } from '@temporalio/common/lib/time.js';
+import { KuboProvider } from './kubo.js';
 import { LocalProvider } from './local.js';
 import type { StorageProvider } from './provider.js';
+import { S3Provider } from './s3.js';
 
-export function createProvider(cfg: ProviderConfig): StorageProvider {
+/** Credentials are read from `env` (the variables the config names) when the provider is built. */
+export function createProvider(cfg: ProviderConfig, env: NodeJS.ProcessEnv = process.env): StorageProvider {
   switch (cfg.kind) {
     case 'local':
-      return new LocalProvider(cfg.id, cfg.path);
+      return new LocalProvider(cfg.id, cfg.path, cfg.retention ? msToNumber(cfg.retention as never) : undefined);
+    case 's3':
+      return new S3Provider(cfg, env);
+    case 'kubo':
+      return new KuboProvider(cfg, env);
   }
 }
 
