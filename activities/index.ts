@@ -20,6 +20,7 @@ import { verifyReplica, type VerifyResult } from './verify/verify.js';
 import { appendRecords, readChain, type AuditEvent, type AuditProblem, type AuditRecord } from './audit/audit.js';
 import { shardIndex, type Manifest } from './manifest/manifest.js';
 import { NoHealthyReplicaError } from './errors.js';
+import { HealthMemory } from './providers/health.js';
 import { carCidFromSha256 } from './pack/cids.js';
 import { StagingMissingError, showPath, toFailure } from './errors.js';
 import { TOOL_NAME, TOOL_VERSION } from '../version.js';
@@ -105,6 +106,7 @@ export function createActivities(deps: ActivityDeps) {
   };
   const providers = new ProviderSet(config.providers, deps.providers);
   const hostQueue = deps.hostQueue ?? hostQueueName(config.temporal.taskQueue, config.stagingDir);
+  const health = new HealthMemory(path.join(config.dataDir, 'provider-health.json'));
   const stageDir = (s: StageRef) => path.join(config.stagingDir, `${s.datasetId}.${s.runKey}`);
 
   return {
@@ -150,7 +152,17 @@ export function createActivities(deps: ActivityDeps) {
       const file = path.join(stageDir(s), path.basename(s.file));
       if (!fs.existsSync(file)) throw new StagingMissingError(`staged piece missing: ${showPath(file)}`);
       const p = providers.get(s.providerId);
-      return p.put(s.piece, () => fs.createReadStream(file, { highWaterMark: 4 << 20 }), { signal: Context.current().cancellationSignal });
+      try {
+        return await p.put(s.piece, () => fs.createReadStream(file, { highWaterMark: 4 << 20 }), { signal: Context.current().cancellationSignal });
+      } catch (err) {
+        await health.failed(s.providerId, (err as Error).message);
+        throw err;
+      }
+    }),
+
+    /** Providers that failed within the cool-down (health memory, kept on this host). */
+    provenantCoolingProviders: boundary(async (r: { providerIds: string[]; cooldownMs: number }): Promise<string[]> => {
+      return health.cooling(r.providerIds, r.cooldownMs);
     }),
 
     provenantWriteManifest: boundary(

@@ -24,8 +24,18 @@ const ProviderId = z
 /** Placement attributes shared by every provider kind (used by the placement policy). */
 const PlacementAttrs = {
   id: ProviderId,
+  /** Where and who: used by the placement policy's caps (Spade-style max per org/city/country/continent). */
   region: z.string().optional(),
   org: z.string().optional(),
+  city: z.string().optional(),
+  country: z.string().optional(),
+  continent: z.string().optional(),
+  /** Price in USD per TiB per month, for the policy's price ceiling. */
+  pricePerTiBMonth: z.number().min(0).optional(),
+  /** Renewable-energy score 0–100, as a preference or a minimum. */
+  energyScore: z.number().min(0).max(100).optional(),
+  /** Largest piece (CAR) the provider accepts, when it has a limit. */
+  maxPieceBytes: z.number().int().positive().optional(),
 };
 
 export const LocalProviderSchema = z.object({
@@ -100,10 +110,29 @@ export const PackSchema = z.object({
   shardBytes: z.number().int().min(MIN_SHARD_BYTES).max(MAX_SHARD_BYTES).default(FOC_MAX_PIECE_BYTES),
 });
 
+export const PlacementPolicySchema = z.object({
+  /** At most this many copies of a piece per organisation / city / country / continent / region. */
+  maxPerOrg: z.number().int().min(1).optional(),
+  maxPerCity: z.number().int().min(1).optional(),
+  maxPerCountry: z.number().int().min(1).optional(),
+  maxPerContinent: z.number().int().min(1).optional(),
+  maxPerRegion: z.number().int().min(1).optional(),
+  /** Providers above this price (USD per TiB-month) are never used; providers without a price are. */
+  maxPricePerTiBMonth: z.number().min(0).optional(),
+  /** Providers below this energy score (or without one) are never used. */
+  minEnergyScore: z.number().min(0).max(100).optional(),
+  /** Try greener providers first (else: cheaper first, then config order rotated per piece). */
+  preferEnergy: z.boolean().default(false),
+  /** After a failed upload a provider is avoided for this long (health memory). */
+  cooldown: z.string().min(1).default('15 minutes'),
+});
+export type PlacementPolicy = z.infer<typeof PlacementPolicySchema>;
+
 export const ReplicationSchema = z.object({
   copies: z.number().int().min(1).max(16).default(2),
   /** Attempts per provider before the copy fails over to another provider. */
   putAttempts: z.number().int().min(1).max(100).default(3),
+  policy: PlacementPolicySchema.prefault({}),
 });
 
 export const StewardSchema = z.object({
@@ -162,15 +191,18 @@ export type Config = z.infer<typeof ConfigSchema>;
 export type ConfigInput = z.input<typeof ConfigSchema>;
 
 /** What a workflow needs to know about a provider: never credentials or paths. */
-export interface ProviderRef {
-  id: string;
-  kind: string;
-  region?: string;
-  org?: string;
-}
+import type { ProviderRef } from '../workflows/types.js';
+export type { ProviderRef };
 
 export function providerRefs(config: Config): ProviderRef[] {
-  return config.providers.map((p) => ({ id: p.id, kind: p.kind, region: p.region, org: p.org }));
+  // Placement attributes only: never paths, endpoints or credential names.
+  return config.providers.map((p) => {
+    const ref: ProviderRef = { id: p.id, kind: p.kind };
+    for (const k of ['region', 'org', 'city', 'country', 'continent', 'pricePerTiBMonth', 'energyScore', 'maxPieceBytes'] as const) {
+      if (p[k] !== undefined) (ref as unknown as Record<string, unknown>)[k] = p[k];
+    }
+    return ref;
+  });
 }
 
 /** Input of the archive workflow, validated before it starts. */
@@ -180,6 +212,10 @@ export const ArchiveRequestSchema = z.object({
   copies: z.number().int().min(1).max(16),
   meta: z.record(z.string(), z.string()).default({}),
   shardBytes: z.number().int().min(MIN_SHARD_BYTES).max(MAX_SHARD_BYTES),
-  providers: z.array(z.object({ id: z.string(), kind: z.string(), region: z.string().optional(), org: z.string().optional() })).min(1),
+  providers: z.array(z.object({
+    id: z.string(), kind: z.string(), region: z.string().optional(), org: z.string().optional(), city: z.string().optional(),
+    country: z.string().optional(), continent: z.string().optional(), pricePerTiBMonth: z.number().optional(),
+    energyScore: z.number().optional(), maxPieceBytes: z.number().optional(),
+  })).min(1),
 });
 export type ArchiveRequest = z.infer<typeof ArchiveRequestSchema>;

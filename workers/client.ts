@@ -4,7 +4,7 @@ import { Client, WorkflowExecutionAlreadyStartedError, type WorkflowHandle } fro
 import { ArchiveRequestSchema, providerRefs, type Config } from '../config/schema.js';
 import { ConfigError, UnknownProviderError } from '../activities/errors.js';
 import { archiveDataset, restoreDataset } from '../workflows/index.js';
-import type { ArchiveInput, RestoreInput, StewardSettings } from '../workflows/types.js';
+import type { ArchiveInput, PlacementPolicyInput, RestoreInput, StewardSettings } from '../workflows/types.js';
 import crypto from 'node:crypto';
 import { msToNumber } from '@temporalio/common/lib/time.js';
 
@@ -24,6 +24,21 @@ export function stewardSettings(config: Config): StewardSettings {
     unreachableGraceMs: ms('unreachableGrace', st.unreachableGrace), detectionProbability: st.detectionProbability,
     lossFraction: st.lossFraction, maxRoundsPerRun: st.maxRoundsPerRun, searchAttributes: st.searchAttributes,
   };
+}
+
+export function placementPolicy(config: Config): PlacementPolicyInput {
+  const { cooldown, ...rest } = config.replication.policy;
+  let cooldownMs: number;
+  try {
+    cooldownMs = msToNumber(cooldown as never);
+  } catch {
+    throw new ConfigError(`invalid config: replication.policy.cooldown: not a duration: ${JSON.stringify(cooldown)}`, [{ path: 'replication.policy.cooldown', message: 'not a duration' }]);
+  }
+  const out: PlacementPolicyInput = { preferEnergy: rest.preferEnergy, cooldownMs };
+  for (const k of ['maxPerOrg', 'maxPerCity', 'maxPerCountry', 'maxPerContinent', 'maxPerRegion', 'maxPricePerTiBMonth', 'minEnergyScore'] as const) {
+    if (rest[k] !== undefined) out[k] = rest[k];
+  }
+  return out;
 }
 
 export interface ArchiveArgs {
@@ -72,6 +87,7 @@ export function archiveInput(config: Config, a: ArchiveArgs): ArchiveInput {
     putAttempts: config.replication.putAttempts,
     ...(a.createdAt ? { createdAt: a.createdAt } : {}),
     ...(a.noSteward ? {} : { steward: stewardSettings(config) }),
+    policy: placementPolicy(config),
   };
 }
 

@@ -7,8 +7,8 @@ import { ApplicationFailure, proxyActivities, setHandler, defineQuery, workflowI
 import type { ProvenantActivities, ScanSummary, ShardRef, StageRef } from '../activities/index.js';
 import type { PieceRef } from '../activities/providers/provider.js';
 import { NON_RETRYABLE } from './failure-types.js';
-import { choosePlacement, failoverCandidates } from './placement.js';
-import type { ArchiveInput, ArchiveProgress, ArchiveSummary, StewardReplica } from './types.js';
+import { checkSatisfiable, nextProvider, NO_POLICY } from './placement.js';
+import type { ArchiveInput, ArchiveProgress, ArchiveSummary, ProviderRef, StewardReplica } from './types.js';
 import { stewardDataset, stewardWorkflowId } from './steward.js';
 
 export const archiveProgressQuery = defineQuery<ArchiveProgress>('progress');
@@ -21,12 +21,9 @@ export async function archiveDataset(input: ArchiveInput): Promise<ArchiveSummar
   setHandler(archiveProgressQuery, () => progress);
 
   // A policy that cannot be met fails before anything is read or uploaded.
-  if (input.copies > input.providers.length) {
-    throw ApplicationFailure.nonRetryable(
-      `replicas (${input.copies}) > providers (${input.providers.length}: ${input.providers.map((p) => p.id).join(', ')}): copies must go to distinct providers`,
-      'PolicyUnsatisfiableError',
-    );
-  }
+  const policy = input.policy ?? NO_POLICY;
+  const unmet = checkSatisfiable(input.providers, policy, input.copies, input.shardBytes);
+  if (unmet) throw ApplicationFailure.nonRetryable(`placement policy unsatisfiable: ${unmet}`, 'PolicyUnsatisfiableError');
 
   const shared = proxyActivities<ProvenantActivities>({ startToCloseTimeout: '1 minute' });
   const hostQueue = await shared.provenantHostQueue();
@@ -55,15 +52,26 @@ export async function archiveDataset(input: ArchiveInput): Promise<ArchiveSummar
   const replicas: Record<string, number> = {};
   const placements: StewardReplica[] = [];
   const failovers: { piece: string; providerId: string; error: string }[] = [];
+  // Health memory: providers that failed recently (on this host) are tried last.
+  let avoid = new Set(await put.provenantCoolingProviders({ providerIds: input.providers.map((p) => p.id), cooldownMs: policy.cooldownMs }));
   const replicate = async (file: string, piece: PieceRef, slot: number, countAsShard = true, shard = -1): Promise<string[]> => {
     const placed: string[] = [];
+    const placedRefs: ProviderRef[] = [];
     const tried = new Set<string>();
-    for (const provider of failoverCandidates(choosePlacement(input.providers, slot), input.providers)) {
-      if (placed.length === input.copies) break;
+    while (placed.length < input.copies) {
+      const next = nextProvider(input.providers, policy, { slot, placed: placedRefs, tried, avoid, pieceBytes: piece.bytes });
+      if (!next.provider) {
+        throw ApplicationFailure.nonRetryable(
+          `piece ${piece.pieceCid}: only ${placed.length} of ${input.copies} copies placed; tried ${[...tried].join(', ') || 'none'}; unmet: ${next.unmet}`,
+          'PolicyUnsatisfiableError',
+        );
+      }
+      const provider = next.provider;
       tried.add(provider.id);
       try {
         const where = await put.provenantPutPiece({ ...stage, file, piece, providerId: provider.id });
         placed.push(provider.id);
+        placedRefs.push(provider);
         placements.push({
           shard, pieceCid: piece.pieceCid, carCid: piece.carCid, rootCid: piece.rootCid, bytes: piece.bytes,
           providerId: provider.id, state: 'healthy', lastCheckedAt: where.storedAt, lastEvidence: 'stored and checked against its CAR CID',
@@ -73,13 +81,8 @@ export async function archiveDataset(input: ArchiveInput): Promise<ArchiveSummar
       } catch (err) {
         if (!(err instanceof ActivityFailure)) throw err;
         failovers.push({ piece: piece.pieceCid, providerId: provider.id, error: err.cause?.message ?? err.message });
+        avoid = new Set([...avoid, provider.id]);
       }
-    }
-    if (placed.length < input.copies) {
-      throw ApplicationFailure.nonRetryable(
-        `piece ${piece.pieceCid}: only ${placed.length} of ${input.copies} copies placed; tried ${[...tried].join(', ')}`,
-        'PolicyUnsatisfiableError',
-      );
     }
     return placed;
   };

@@ -4,6 +4,25 @@ export interface ProviderRef {
   kind: string;
   region?: string;
   org?: string;
+  city?: string;
+  country?: string;
+  continent?: string;
+  pricePerTiBMonth?: number;
+  energyScore?: number;
+  maxPieceBytes?: number;
+}
+
+/** The placement policy as the workflow sees it (durations in ms). */
+export interface PlacementPolicyInput {
+  maxPerOrg?: number;
+  maxPerCity?: number;
+  maxPerCountry?: number;
+  maxPerContinent?: number;
+  maxPerRegion?: number;
+  maxPricePerTiBMonth?: number;
+  minEnergyScore?: number;
+  preferEnergy: boolean;
+  cooldownMs: number;
 }
 
 export interface ArchiveInput {
@@ -17,6 +36,8 @@ export interface ArchiveInput {
   heartbeatTimeout: string;
   /** Attempts per provider before failing over to the next one. */
   putAttempts: number;
+  /** Constraints and preferences for choosing providers (defaults: distinct providers only). */
+  policy?: PlacementPolicyInput;
   /** Fixed creation time for the manifest (defaults to the workflow's start time). */
   createdAt?: string;
   /** Start a steward for the archived dataset (default: yes). */
