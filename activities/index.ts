@@ -281,6 +281,20 @@ export function createActivities(deps: ActivityDeps) {
       },
     ),
 
+    /** Signal every running steward (optionally only those of one health) to verify soon. */
+    provenantSweepStewards: boundary(async (r: { health?: string }): Promise<{ signalled: number }> => {
+      const client = Context.current().client;
+      let query = `WorkflowType = 'stewardDataset' AND ExecutionStatus = 'Running'`;
+      if (r.health) query += ` AND ProvenantHealth = '${r.health.replace(/[^a-z]/g, '')}'`;
+      let signalled = 0;
+      for await (const w of client.workflow.list({ query })) {
+        await client.workflow.getHandle(w.workflowId).signal('sweep');
+        signalled++;
+        if (signalled % 100 === 0) Context.current().heartbeat(signalled);
+      }
+      return { signalled };
+    }),
+
     provenantShardPieces: boundary(async (r: { manifestCid: string }): Promise<{ shard: number; pieceCid: string; carCid: string; rootCid: string; bytes: number }[]> => {
       const { manifest } = await loadManifest(r.manifestCid);
       return manifest.shards.map((s) => ({ shard: s.index, pieceCid: s.pieceCid, carCid: s.carCid, rootCid: s.rootCid, bytes: s.carBytes }));

@@ -16,7 +16,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { WorkflowFailedError, WorkflowNotFoundError, type Client } from '@temporalio/client';
+import { ScheduleAlreadyRunning, WorkflowFailedError, WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { ApplicationFailure, TemporalFailure } from '@temporalio/common';
 import cliProgress from 'cli-progress';
 import { loadConfig } from '../config/load.js';
@@ -27,7 +27,7 @@ import { archiveInput, archiveWorkflowId, startArchive, startRestore } from '../
 import { withRuntime } from '../workers/runtime.js';
 import { runWorker } from '../workers/main.js';
 import type { ArchiveSummary } from '../workflows/types.js';
-import { archiveProgressQuery, stewardStatusQuery } from '../workflows/index.js';
+import { archiveProgressQuery, fleetSweep, stewardStatusQuery } from '../workflows/index.js';
 import { readAudit } from '../activities/index.js';
 
 class UsageError extends Error {
@@ -39,6 +39,7 @@ const USAGE = `usage:
   provenant status [<dataset>] [--json]
   provenant restore <dataset|manifest-cid> <dir> [--force] [--json]
   provenant audit <dataset> [--json]      print the audit log and check its hash chain
+  provenant schedule-sweeps [--every 1d]  a Temporal Schedule that asks every steward to verify
   provenant dev | worker | demo
 options: --config FILE (JSON or YAML), --json`;
 
@@ -188,6 +189,22 @@ async function cmdStatus(config: Config, pos: string[], out: Out): Promise<void>
   }, { log: out.info });
 }
 
+/** Create (or update) the Temporal Schedule that sweeps every steward periodically. */
+async function cmdScheduleSweeps(config: Config, v: Record<string, unknown>, out: Out): Promise<void> {
+  const every = (v.every as string | undefined) ?? '1 day';
+  await withRuntime(config, async ({ client, config: cfg }) => {
+    const scheduleId = 'provenant-fleet-sweep';
+    const action = { type: 'startWorkflow' as const, workflowType: fleetSweep, taskQueue: cfg.temporal.taskQueue, args: [{}] as [{}] };
+    try {
+      await client.schedule.create({ scheduleId, spec: { intervals: [{ every: every as never }] }, action });
+    } catch (err) {
+      if (!(err instanceof ScheduleAlreadyRunning)) throw err;
+      await client.schedule.getHandle(scheduleId).update((prev) => ({ ...prev, spec: { intervals: [{ every: every as never }] }, action }));
+    }
+    out.result({ scheduleId, every }, `schedule ${scheduleId}: every ${every}, a fleet sweep asks every steward to verify`);
+  }, { worker: false, log: out.info });
+}
+
 async function cmdAudit(config: Config, pos: string[], out: Out): Promise<number> {
   if (!pos[0]) throw new UsageError('audit needs a dataset id');
   return withRuntime(config, async ({ client }) => {
@@ -313,7 +330,7 @@ export async function main(argv: string[]): Promise<number> {
       options: {
         replicas: { type: 'string' }, meta: { type: 'string', multiple: true }, id: { type: 'string' },
         provider: { type: 'string', multiple: true }, force: { type: 'boolean' }, json: { type: 'boolean' },
-        config: { type: 'string' }, help: { type: 'boolean', short: 'h' },
+        config: { type: 'string' }, help: { type: 'boolean', short: 'h' }, every: { type: 'string' },
       },
     });
   } catch (err) {
@@ -334,6 +351,7 @@ export async function main(argv: string[]): Promise<number> {
       case 'status': await cmdStatus(config, pos, out); break;
       case 'restore': await cmdRestore(config, pos, v, out); break;
       case 'audit': return await cmdAudit(config, pos, out);
+      case 'schedule-sweeps': await cmdScheduleSweeps(config, v, out); break;
       case 'demo': await cmdDemo(config, out); break;
       case 'dev': await cmdDev(config, out); break;
       case 'worker': await runWorker(); break;

@@ -17,6 +17,8 @@ export const stewardStatusQuery = defineQuery<StewardStatus>('status');
 export const verifyNowUpdate = defineUpdate<StewardStatus>('verifyNow');
 export const addReplicasSignal = defineSignal<[number]>('addReplicas');
 export const retireSignal = defineSignal('retire');
+/** Fire-and-forget "verify soon" (fleet sweeps use it; verifyNow waits for the round). */
+export const sweepSignal = defineSignal('sweep');
 
 export const stewardWorkflowId = (manifestCid: string) => `provenant-steward-${manifestCid}`;
 
@@ -86,6 +88,9 @@ export async function stewardDataset(state: StewardState): Promise<StewardStatus
   });
   setHandler(addReplicasSignal, (n: number) => {
     s.copies = Math.max(1, s.copies + Math.trunc(n));
+    wake = true;
+  });
+  setHandler(sweepSignal, () => {
     wake = true;
   });
   setHandler(retireSignal, () => {

@@ -8,7 +8,7 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { readAudit } from '../../activities/index.js';
 import type { Config, ConfigInput } from '../../config/schema.js';
 import { startArchive } from '../../workers/client.js';
-import { stewardStatusQuery, verifyNowUpdate } from '../../workflows/index.js';
+import { addReplicasSignal, fleetSweep, retireSignal, stewardStatusQuery, verifyNowUpdate } from '../../workflows/index.js';
 import type { StewardStatus } from '../../workflows/types.js';
 import { bytesOf, startTemporal, testConfig, tmpDir, withWorker, writeTree } from '../helpers/env.js';
 
@@ -201,5 +201,58 @@ describe('steward', () => {
     }
     const dropped = await readAudit(config, s.auditHead!);
     assert.ok(dropped.problems.some((p) => p.cid === first.cid && (p.problem === 'missing' || p.problem === 'tampered')));
+  });
+
+  it('adds replicas on request and stops stewarding when retired', async (t) => {
+    if (!env) return t.skip('no Temporal server');
+    const config = setup('add-retire');
+    await withWorker(env, config, async () => {
+      const summary = await (await startArchive(env!.client, config, { dir: path.join(data, 'src'), datasetId: 'add-retire' })).handle.result();
+      const steward = env!.client.workflow.getHandle(summary.stewardWorkflowId!);
+      await steward.signal(addReplicasSignal, 1);
+      const s = await steward.executeUpdate(verifyNowUpdate);
+      assert.equal(s.copies, 3);
+      assert.ok(perPieceHealthy(s).every((n) => n === 3), 'a third copy of every piece');
+      await steward.signal(retireSignal);
+      const final = (await steward.result()) as StewardStatus;
+      assert.equal(final.retired, true);
+      const audit = await readAudit(config, final.auditHead!);
+      assert.equal(audit.records[audit.records.length - 1]!.kind, 'retire');
+    });
+  });
+
+  it('sweeps every steward from a Temporal Schedule, and lists them by health', async (t) => {
+    if (!env) return t.skip('no Temporal server');
+    const config = setup('fleet');
+    await withWorker(env, config, async () => {
+      const ids: string[] = [];
+      for (const id of ['fleet-a', 'fleet-b']) {
+        const s = await (await startArchive(env!.client, config, { dir: path.join(data, 'src'), datasetId: id })).handle.result();
+        ids.push(s.stewardWorkflowId!);
+      }
+      const schedule = await env!.client.schedule.create({
+        scheduleId: `sweep-${Date.now()}`,
+        spec: { intervals: [{ every: '1 day' }] },
+        action: { type: 'startWorkflow', workflowType: fleetSweep, taskQueue: config.temporal.taskQueue, args: [{}] },
+      });
+      await schedule.trigger();
+      const deadline = Date.now() + 30_000;
+      for (const id of ids) {
+        const h = env!.client.workflow.getHandle(id);
+        while ((await h.query(stewardStatusQuery)).rounds < 1) {
+          assert.ok(Date.now() < deadline, `${id} was never swept`);
+          await new Promise((r) => setTimeout(r, 200));
+        }
+      }
+      await schedule.delete();
+      // Ops can list datasets by health through the search attributes.
+      const listed: string[] = [];
+      for (let i = 0; i < 50 && listed.length < 2; i++) {
+        listed.length = 0;
+        for await (const w of env!.client.workflow.list({ query: `ProvenantHealth = 'healthy' AND ProvenantDataset IN ('fleet-a', 'fleet-b')` })) listed.push(w.workflowId);
+        if (listed.length < 2) await new Promise((r) => setTimeout(r, 200));
+      }
+      assert.deepEqual(listed.sort(), [...ids].sort());
+    });
   });
 });
