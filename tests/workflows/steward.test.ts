@@ -56,7 +56,7 @@ describe('steward', () => {
   });
 
   const setup = (name: string, over: Partial<ConfigInput> = {}) =>
-    testConfig(path.join(data, name), { steward: { verifyEvery: '1 hour', searchAttributes: true, ...(over.steward ?? {}) }, ...over } as Partial<ConfigInput>);
+    testConfig(path.join(data, name), { ...over, steward: { verifyEvery: '1 hour', searchAttributes: true, ...(over.steward ?? {}) } } as Partial<ConfigInput>);
 
 
   it('detects a corrupted byte, repairs the replica and records both in the audit log', async (t) => {
@@ -101,7 +101,8 @@ describe('steward', () => {
 
   it('fails over from a provider unreachable past the grace period, not before', async (t) => {
     if (!env) return t.skip('no Temporal server');
-    const config = setup('unreachable', { steward: { unreachableGrace: '2 seconds' } } as Partial<ConfigInput>);
+    // Short configured intervals: the steward's own durable timer runs the next rounds.
+    const config = setup('unreachable', { steward: { unreachableGrace: '2 seconds', verifyEvery: '1 second' } } as Partial<ConfigInput>);
     const root = path.dirname(piecesDir(config, 'local-1'));
     const second = await withWorker(env, config, async () => {
       const summary = await (await startArchive(env!.client, config, { dir: path.join(data, 'src'), datasetId: 'unreachable' })).handle.result();
@@ -114,8 +115,14 @@ describe('steward', () => {
       const first = await steward.executeUpdate(verifyNowUpdate);
       assert.equal(first.replicas.filter((r) => r.state === 'unreachable').length, onLocal1, JSON.stringify((await readAudit(config, first.auditHead!)).records.map((r) => [r.kind, r.result, r.providerId, r.evidence])));
       assert.equal(first.counters.repairs, 0, JSON.stringify((await readAudit(config, first.auditHead!)).records.map((r) => [r.kind, r.result, r.providerId, r.evidence])));
-      await new Promise((r) => setTimeout(r, 2500)); // the grace period is real time on a real server
-      return steward.executeUpdate(verifyNowUpdate);
+      // Wait for the steward's timer-driven rounds to pass the grace period and fail over.
+      const deadline = Date.now() + 30_000;
+      for (;;) {
+        const st = await steward.query(stewardStatusQuery);
+        if (st.replicas.every((r) => r.providerId !== 'local-1') && st.health === 'healthy') return st;
+        assert.ok(Date.now() < deadline, `no failover: ${JSON.stringify(st.replicas.map((r) => [r.providerId, r.state]))}`);
+        await new Promise((r) => setTimeout(r, 200));
+      }
     });
     assert.equal(second.replicas.filter((r) => r.providerId === 'local-1').length, 0, 'no replica left on the unreachable provider');
     assert.ok(perPieceHealthy(second).every((n) => n === 2), 'copies placed elsewhere');
