@@ -140,3 +140,31 @@ export function isNetworkError(err: unknown): boolean {
   }
   return false;
 }
+
+// ---- remote sources (S3 prefixes, HTTP URLs) mirrored into staging before the scan ---------
+/** The source refused the credentials, or they may not read this bucket or URL. */
+export class SourceAccessDeniedError extends define('SourceAccessDeniedError', false) {}
+/** The source could not be read completely right now (5xx, 429, network, cut-off transfer). */
+export class SourceUnavailableError extends define('SourceUnavailableError', true) {}
+/** An object changed or vanished between its listing and its download; a retry lists again. */
+export class SourceChangedError extends define('SourceChangedError', true) {}
+/** Two source entries claim the same path, or one is a file and a directory prefix at once. */
+export class PathConflictError extends define('PathConflictError', false) {}
+/** The source answers in a way that cannot be archived faithfully (e.g. an HTTP 400, content-encoded bytes). */
+export class UnsupportedSourceError extends define('UnsupportedSourceError', false) {}
+for (const C of [SourceAccessDeniedError, SourceUnavailableError, SourceChangedError, PathConflictError, UnsupportedSourceError]) {
+  registry[C.name] = C as unknown as new (message: string) => ProvenantError;
+}
+
+// ---- Filecoin providers (Synapse/PDP, Lotus deals) --------------------------------------------
+/** The piece is stored at the provider and its on-chain commit was sent but has not landed yet. */
+export class CommitPendingError extends define('CommitPendingError', true) {}
+/** A renewal (deposit top-up, claim extension, new deal) was sent but has not landed yet. */
+export class RenewalPendingError extends define('RenewalPendingError', true) {}
+/** The wallet cannot pay: too little balance or deposit for the lockup the storage needs. */
+export class InsufficientFundsError extends define('InsufficientFundsError', false) {}
+/** The provider keeps the piece until its deal ends: a client cannot remove a Filecoin deal. */
+export class DeletionUnsupportedError extends define('DeletionUnsupportedError', false) {}
+for (const C of [CommitPendingError, RenewalPendingError, InsufficientFundsError, DeletionUnsupportedError]) {
+  registry[C.name] = C as unknown as new (message: string) => ProvenantError;
+}

@@ -8,8 +8,9 @@ import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Context, activityInfo } from '@temporalio/activity';
-import type { Config } from '../config/schema.js';
+import type { Config, RemoteSource } from '../config/schema.js';
 import { scanLocal } from './ingest/scan.js';
+import { createSource, mirrorSource } from './ingest/mirror.js';
 import { packInThread } from './pack/index.js';
 import { readCheckpoint, readShards, FILES, type PackProgress, type PackResult } from './pack/packer.js';
 import { writeManifest } from './manifest/manifest.js';
@@ -114,6 +115,24 @@ export function createActivities(deps: ActivityDeps) {
       return hostQueue;
     },
 
+    /**
+     * Copy a remote source (S3 prefix, HTTP URLs) into this host's staging as a local tree for the
+     * scan and pack; a retry fetches only what is not yet in place. Cleaned with the staging.
+     */
+    provenantMirror: boundary(
+      async (s: StageRef & { source: RemoteSource }): Promise<{ files: number; bytes: number; downloaded: number; mirrorPath: string; uri: string }> => {
+        const beat = heartbeater();
+        const mirrorPath = path.join(stageDir(s), 'mirror');
+        const source = createSource(s.source);
+        try {
+          const r = await mirrorSource(source, mirrorPath, { signal: Context.current().cancellationSignal, onProgress: (p) => beat(p) });
+          return { files: r.files, bytes: r.bytes, downloaded: r.downloaded, mirrorPath, uri: source.uri };
+        } finally {
+          source.close();
+        }
+      },
+    ),
+
     provenantScan: boundary(async (s: StageRef & { sourcePath: string }): Promise<ScanSummary> => {
       const beat = heartbeater();
       const r = await scanLocal(s.sourcePath, path.join(stageDir(s), 'listing.ndjson'), (p) => beat(p));
@@ -166,13 +185,19 @@ export function createActivities(deps: ActivityDeps) {
     }),
 
     provenantWriteManifest: boundary(
-      async (s: StageRef & { rootCid: string; sourcePath: string; meta: Record<string, string>; createdAt: string; shardBytes: number }): Promise<PieceRef> => {
+      async (
+        s: StageRef & {
+          rootCid: string; sourcePath: string; meta: Record<string, string>; createdAt: string; shardBytes: number;
+          /** The original source of a mirrored tree (`s3://…`, URLs), recorded instead of the mirror's path. */
+          sourceKind?: string; sourceUri?: string;
+        },
+      ): Promise<PieceRef> => {
         const dir = stageDir(s);
         return writeManifest(
           {
             datasetId: s.datasetId,
             root: s.rootCid,
-            source: { kind: 'local', uri: `file://${path.resolve(s.sourcePath)}`, host: os.hostname() },
+            source: { kind: s.sourceKind ?? 'local', uri: s.sourceUri ?? `file://${path.resolve(s.sourcePath)}`, host: os.hostname() },
             meta: s.meta,
             tool: { name: TOOL_NAME, version: TOOL_VERSION },
             createdAt: s.createdAt,

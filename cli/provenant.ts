@@ -2,7 +2,7 @@
 /**
  * provenant — archive, check and restore datasets through durable Temporal workflows.
  *
- *   provenant archive <dir> [--replicas N] [--meta k=v]... [--id ID] [--provider ID]...
+ *   provenant archive <dir | s3://bucket/prefix | URL...> [--replicas N] [--meta k=v]... [--id ID] [--provider ID]...
  *   provenant status [<dataset>]
  *   provenant restore <dataset|manifest-cid> <dir> [--force]
  *   provenant audit <dataset>   the audit log, with its hash chain checked
@@ -23,7 +23,7 @@ import { loadConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { ConfigError, ManifestNotFoundError, ProvenantError } from '../activities/errors.js';
 import { parseCid } from '../activities/manifest/manifest.js';
-import { archiveInput, archiveWorkflowId, startArchive, startRestore } from '../workers/client.js';
+import { archiveInput, archiveWorkflowId, sourceFromArgs, startArchive, startRestore } from '../workers/client.js';
 import { withRuntime } from '../workers/runtime.js';
 import { runWorker } from '../workers/main.js';
 import type { ArchiveSummary } from '../workflows/types.js';
@@ -35,7 +35,9 @@ class UsageError extends Error {
 }
 
 const USAGE = `usage:
-  provenant archive <dir> [--replicas N] [--meta k=v]... [--id ID] [--provider ID]... [--json]
+  provenant archive <dir | s3://bucket/prefix | [path=]URL...> [--replicas N] [--meta k=v]... [--id ID] [--provider ID]... [--json]
+      s3: [--s3-endpoint URL] [--s3-region R] [--s3-path-style] [--s3-access-key-id-env VAR --s3-secret-access-key-env VAR]
+      URLs: [--http-authorization-env VAR]
   provenant status [<dataset>] [--json]
   provenant restore <dataset|manifest-cid> <dir> [--force] [--json]
   provenant audit <dataset> [--json]      print the audit log and check its hash chain
@@ -125,20 +127,25 @@ function describeArchive(s: ArchiveSummary): string {
 }
 
 async function cmdArchive(config: Config, pos: string[], v: Record<string, unknown>, out: Out): Promise<void> {
-  const dir = pos[0];
-  if (!dir) throw new UsageError('archive needs a directory');
+  if (pos.length === 0) throw new UsageError('archive needs a directory, an s3://bucket/prefix or http(s) URLs');
+  const str = (k: string) => v[k] as string | undefined;
+  const source = sourceFromArgs(pos, {
+    s3Endpoint: str('s3-endpoint'), s3Region: str('s3-region'), s3PathStyle: v['s3-path-style'] as boolean | undefined,
+    s3AccessKeyIdEnv: str('s3-access-key-id-env'), s3SecretAccessKeyEnv: str('s3-secret-access-key-env'),
+    httpAuthorizationEnv: str('http-authorization-env'),
+  });
   const replicas = v.replicas === undefined ? undefined : Number(v.replicas);
   if (replicas !== undefined && (!Number.isInteger(replicas) || replicas < 1)) throw new UsageError(`--replicas must be a whole number ≥ 1, got ${String(v.replicas)}`);
   const meta = parseMeta(v.meta as string[] | undefined);
   // Validate the whole request before touching Temporal.
-  archiveInput(config, { dir, copies: replicas, meta, datasetId: v.id as string | undefined, providers: v.provider as string[] | undefined });
+  const input = archiveInput(config, { source, copies: replicas, meta, datasetId: v.id as string | undefined, providers: v.provider as string[] | undefined });
   await withRuntime(config, async ({ client, config: cfg, embedded }) => {
     if (embedded) cfg.steward.searchAttributes = true; // the embedded server registers them
     const { handle, existing } = await startArchive(client, cfg, {
-      dir, copies: replicas, meta, datasetId: v.id as string | undefined,
+      source, copies: replicas, meta, datasetId: v.id as string | undefined,
       providers: v.provider as string[] | undefined,
     });
-    out.info(existing ? `dataset already archived or in progress: ${handle.workflowId}` : `archiving ${path.resolve(dir)} as ${handle.workflowId}`);
+    out.info(existing ? `dataset already archived or in progress: ${handle.workflowId}` : `archiving ${input.source.kind === 'local' ? input.source.path : input.source.kind === 's3' ? `s3://${input.source.bucket}/${input.source.prefix}` : `${input.source.urls.length} URL(s)`} as ${handle.workflowId}`);
     await follow(client, handle.workflowId, out);
     const s = await handle.result();
     out.result(s, describeArchive(s));
@@ -331,6 +338,8 @@ export async function main(argv: string[]): Promise<number> {
         replicas: { type: 'string' }, meta: { type: 'string', multiple: true }, id: { type: 'string' },
         provider: { type: 'string', multiple: true }, force: { type: 'boolean' }, json: { type: 'boolean' },
         config: { type: 'string' }, help: { type: 'boolean', short: 'h' }, every: { type: 'string' },
+        's3-endpoint': { type: 'string' }, 's3-region': { type: 'string' }, 's3-path-style': { type: 'boolean' },
+        's3-access-key-id-env': { type: 'string' }, 's3-secret-access-key-env': { type: 'string' }, 'http-authorization-env': { type: 'string' },
       },
     });
   } catch (err) {

@@ -92,7 +92,79 @@ export const KuboProviderSchema = z.object({
 });
 export type KuboProviderConfig = z.infer<typeof KuboProviderSchema>;
 
-export const ProviderSchema = z.discriminatedUnion('kind', [LocalProviderSchema, S3ProviderSchema, KuboProviderSchema]);
+/** Filecoin epochs: one every 30 seconds, 2,880 a day. */
+const EPOCHS_PER_DAY = 2880;
+const HttpUrl = z.url({ protocol: /^https?$/ });
+
+/**
+ * Filecoin Onchain Cloud (PDP proofs, paid through Filecoin Pay) through the Synapse SDK.
+ * Strict: a secret written into the config is refused; name its environment variable instead.
+ */
+export const SynapseProviderSchema = z
+  .strictObject({
+    kind: z.literal('synapse'),
+    ...PlacementAttrs,
+    /** Which deployment of the contracts (FWSS, PDPVerifier, Filecoin Pay, USDFC) to use. */
+    network: z.enum(['mainnet', 'calibration']).default('mainnet'),
+    /** Filecoin EVM JSON-RPC endpoint, e.g. https://api.node.glif.io/rpc/v1. */
+    rpcUrl: HttpUrl,
+    /** Environment variable holding the wallet's private key (0x followed by 64 hex digits). */
+    privateKeyEnv: EnvName,
+    /** The storage provider's id in the ServiceProviderRegistry. */
+    providerId: z.number().int().min(1),
+    /** Reach the provider's PDP API at this URL instead of the one it registered. */
+    serviceUrl: HttpUrl.optional(),
+    /** Use this existing data set (it must belong to the wallet) instead of Provenant's own. */
+    dataSetId: z.number().int().min(1).optional(),
+    /** Names the data set Provenant creates on this provider; change it to start a fresh one. */
+    dataSetLabel: z.string().min(1).max(64).default('provenant'),
+    /** Renewal tops up the payment deposit when the runway is shorter than this many days. */
+    minRunwayDays: z.number().int().min(1).default(45),
+    /** …up to this many days of runway. */
+    topUpRunwayDays: z.number().int().min(1).default(180),
+    /** Largest piece accepted (bytes, CAR framing included); the provider's own limit applies too. */
+    maxPieceBytes: z.number().int().min(127).max(FOC_MAX_PIECE_BYTES).default(FOC_MAX_PIECE_BYTES),
+    /** How far back `status` looks for proof faults, in epochs. */
+    faultLookbackEpochs: z.number().int().min(1).default(EPOCHS_PER_DAY),
+    /** Timeout of each chain and provider request (uploads excepted). */
+    requestTimeoutMs: z.number().int().min(1).default(30_000),
+  })
+  .refine((c) => c.topUpRunwayDays >= c.minRunwayDays, { message: 'topUpRunwayDays must be at least minRunwayDays', path: ['topUpRunwayDays'] });
+export type SynapseProviderConfig = z.infer<typeof SynapseProviderSchema>;
+
+/**
+ * Filecoin storage deals and DDO claims with one storage provider, through a Lotus node's
+ * JSON-RPC API (client wallet, deal making, chain state) and the provider's HTTP piece endpoint.
+ */
+export const LotusProviderSchema = z.strictObject({
+  kind: z.literal('lotus'),
+  ...PlacementAttrs,
+  /** Lotus JSON-RPC endpoint, e.g. http://127.0.0.1:1234/rpc/v1. */
+  apiUrl: HttpUrl,
+  /** Environment variable holding the Lotus API token (JWT with write permission for deals). */
+  tokenEnv: EnvName.optional(),
+  /** The storage provider's miner actor, e.g. f01234. */
+  minerId: z.string().regex(/^[ft]0\d+$/, 'minerId: an ID address such as f01234'),
+  /** The provider's HTTP retrieval endpoint serving /piece/<pieceCid> (Boost, Curio). */
+  retrievalUrl: HttpUrl,
+  /** Client wallet that makes the deals; the node's default wallet when omitted. */
+  clientAddress: z.string().regex(/^[ft][0-4][a-z0-9]+$/, 'clientAddress: a Filecoin address such as f1…').optional(),
+  /** Deal length in epochs (the market accepts 180 to 1,278 days; default 540 days). */
+  dealDurationEpochs: z.number().int().min(180 * EPOCHS_PER_DAY).max(1278 * EPOCHS_PER_DAY).default(540 * EPOCHS_PER_DAY),
+  /** Epochs between proposing a deal and its start (time for the provider to seal). */
+  dealStartOffsetEpochs: z.number().int().min(0).default(4 * EPOCHS_PER_DAY),
+  /** Make verified (Filecoin Plus) deals, which become claims that renewal can extend. */
+  verifiedDeal: z.boolean().default(true),
+  /** Price per epoch in attoFIL (a decimal string). */
+  pricePerEpochAttoFil: z.string().regex(/^\d+$/).default('0'),
+  /** Largest piece accepted (bytes); the miner's sector size applies too. */
+  maxPieceBytes: z.number().int().min(127).optional(),
+  /** Timeout of each chain and provider request (uploads and full reads excepted). */
+  requestTimeoutMs: z.number().int().min(1).default(30_000),
+});
+export type LotusProviderConfig = z.infer<typeof LotusProviderSchema>;
+
+export const ProviderSchema = z.discriminatedUnion('kind', [LocalProviderSchema, S3ProviderSchema, KuboProviderSchema, SynapseProviderSchema, LotusProviderSchema]);
 export type ProviderConfig = z.infer<typeof ProviderSchema>;
 
 export const TemporalSchema = z.object({
@@ -205,10 +277,56 @@ export function providerRefs(config: Config): ProviderRef[] {
   });
 }
 
+/**
+ * A prefix of an S3 bucket to archive: every object under it becomes a file at its key minus the
+ * prefix. Strict, like the provider: credentials are named environment variables, never values.
+ */
+export const S3SourceSchema = z
+  .strictObject({
+    kind: z.literal('s3'),
+    bucket: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'bucket: 3-63 lowercase letters, digits, . and -'),
+    /** The "directory" to archive: empty (the whole bucket) or ending in '/'. */
+    prefix: z.string().regex(/^([^/][\s\S]*\/)?$/, "prefix: empty or ending in '/', not starting with '/'").default(''),
+    /** S3-compatible endpoint (e.g. http://127.0.0.1:9000 for MinIO); AWS when omitted. */
+    endpoint: z.url({ protocol: /^https?$/ }).optional(),
+    region: z.string().min(1).optional(),
+    /** Path-style addressing (`endpoint/bucket/key`), as MinIO needs. */
+    forcePathStyle: z.boolean().default(false),
+    /** Environment variables holding the credentials; the AWS SDK's default chain when omitted. */
+    accessKeyIdEnv: EnvName.optional(),
+    secretAccessKeyEnv: EnvName.optional(),
+    sessionTokenEnv: EnvName.optional(),
+  })
+  .refine((c) => !!c.accessKeyIdEnv === !!c.secretAccessKeyEnv, {
+    message: 'accessKeyIdEnv and secretAccessKeyEnv go together',
+    path: ['secretAccessKeyEnv'],
+  });
+export type S3SourceConfig = z.infer<typeof S3SourceSchema>;
+
+/** An http(s) URL without user:password (a secret in a URL would be written into workflow history). */
+const SourceUrl = z
+  .url({ protocol: /^https?$/ })
+  .refine((u) => {
+    const { username, password } = new URL(u);
+    return !username && !password;
+  }, 'no credentials in URLs: name an environment variable in authorizationEnv');
+
+/**
+ * Files fetched over HTTP(S): each URL becomes a file named after its last path segment, or at
+ * the relative `path` given with it.
+ */
+export const HttpSourceSchema = z.strictObject({
+  kind: z.literal('http'),
+  urls: z.array(z.union([SourceUrl, z.strictObject({ url: SourceUrl, path: z.string().min(1) })])).min(1).max(10_000),
+  /** Environment variable holding the `Authorization` header value (e.g. `Bearer …`), sent to every URL. */
+  authorizationEnv: EnvName.optional(),
+});
+export type HttpSourceConfig = z.infer<typeof HttpSourceSchema>;
+
 /** Input of the archive workflow, validated before it starts. */
 export const ArchiveRequestSchema = z.object({
   datasetId: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, 'dataset id: letters, digits, . _ - (max 128)'),
-  source: z.discriminatedUnion('kind', [z.object({ kind: z.literal('local'), path: z.string().min(1) })]),
+  source: z.discriminatedUnion('kind', [z.object({ kind: z.literal('local'), path: z.string().min(1) }), S3SourceSchema, HttpSourceSchema]),
   copies: z.number().int().min(1).max(16),
   meta: z.record(z.string(), z.string()).default({}),
   shardBytes: z.number().int().min(MIN_SHARD_BYTES).max(MAX_SHARD_BYTES),
@@ -219,3 +337,7 @@ export const ArchiveRequestSchema = z.object({
   })).min(1),
 });
 export type ArchiveRequest = z.infer<typeof ArchiveRequestSchema>;
+export type ArchiveSource = ArchiveRequest['source'];
+export type ArchiveSourceInput = z.input<typeof ArchiveRequestSchema>['source'];
+/** A source that is mirrored into staging before the scan. */
+export type RemoteSource = Exclude<ArchiveSource, { kind: 'local' }>;

@@ -3,7 +3,7 @@
  * Only references (paths, CIDs, provider ids) pass through here; bytes stay on the host that
  * staged them, whose own task queue runs every activity that touches staged files.
  */
-import { ApplicationFailure, proxyActivities, setHandler, defineQuery, workflowInfo, ActivityFailure, startChild, ParentClosePolicy } from '@temporalio/workflow';
+import { ApplicationFailure, proxyActivities, setHandler, defineQuery, workflowInfo, ActivityFailure, startChild, ParentClosePolicy, sleep } from '@temporalio/workflow';
 import type { ProvenantActivities, ScanSummary, ShardRef, StageRef } from '../activities/index.js';
 import type { PieceRef } from '../activities/providers/provider.js';
 import { NON_RETRYABLE } from './failure-types.js';
@@ -14,6 +14,8 @@ import { stewardDataset, stewardWorkflowId } from './steward.js';
 export const archiveProgressQuery = defineQuery<ArchiveProgress>('progress');
 
 const SHARD_PAGE = 64;
+/** How many 30-second waits a stored-but-uncommitted piece gets before it counts as a failure. */
+const CHAIN_WAITS = 20;
 const PARALLEL_PUTS = 4;
 
 export async function archiveDataset(input: ArchiveInput): Promise<ArchiveSummary> {
@@ -41,11 +43,23 @@ export async function archiveDataset(input: ArchiveInput): Promise<ArchiveSummar
 
   const stage: StageRef = { datasetId: input.datasetId, runKey: workflowInfo().runId.slice(0, 8) };
 
+  // A remote source (S3 prefix, URLs) is first mirrored into this host's staging: scan and pack read the
+  // mirror, the manifest records the original URI, and the staging cleanup removes the mirror.
+  let sourcePath: string;
+  let origin: { sourceKind: string; sourceUri: string } | undefined;
+  if (input.source.kind === 'local') {
+    sourcePath = input.source.path;
+  } else {
+    progress.stage = 'mirror';
+    const mirror = await host.provenantMirror({ ...stage, source: input.source });
+    sourcePath = mirror.mirrorPath;
+    origin = { sourceKind: input.source.kind, sourceUri: mirror.uri };
+  }
   progress.stage = 'scan';
-  const scan: ScanSummary = await host.provenantScan({ ...stage, sourcePath: input.source.path });
+  const scan: ScanSummary = await host.provenantScan({ ...stage, sourcePath });
 
   progress.stage = 'pack';
-  const pack = await host.provenantPack({ ...stage, sourcePath: input.source.path, shardBytes: input.shardBytes });
+  const pack = await host.provenantPack({ ...stage, sourcePath, shardBytes: input.shardBytes });
   progress.shards = pack.shards;
 
   progress.stage = 'replicate';
@@ -55,6 +69,18 @@ export async function archiveDataset(input: ArchiveInput): Promise<ArchiveSummar
   // Health memory: providers that failed recently (on this host) are tried last.
   let avoid = new Set(await put.provenantCoolingProviders({ providerIds: input.providers.map((p) => p.id), cooldownMs: policy.cooldownMs }));
   const replicate = async (file: string, piece: PieceRef, slot: number, countAsShard = true, shard = -1): Promise<string[]> => {
+    // "Stored, waiting for the chain" is not a provider failure: wait for it on the same provider.
+    const putUntilCommitted = async (providerId: string) => {
+      for (let wait = 0; ; wait++) {
+        try {
+          return await put.provenantPutPiece({ ...stage, file, piece, providerId });
+        } catch (err) {
+          const pending = err instanceof ActivityFailure && err.cause instanceof ApplicationFailure && err.cause.type === 'CommitPendingError';
+          if (!pending || wait >= CHAIN_WAITS) throw err;
+          await sleep('30 seconds');
+        }
+      }
+    };
     const placed: string[] = [];
     const placedRefs: ProviderRef[] = [];
     const tried = new Set<string>();
@@ -69,7 +95,7 @@ export async function archiveDataset(input: ArchiveInput): Promise<ArchiveSummar
       const provider = next.provider;
       tried.add(provider.id);
       try {
-        const where = await put.provenantPutPiece({ ...stage, file, piece, providerId: provider.id });
+        const where = await putUntilCommitted(provider.id);
         placed.push(provider.id);
         placedRefs.push(provider);
         placements.push({
@@ -102,7 +128,7 @@ export async function archiveDataset(input: ArchiveInput): Promise<ArchiveSummar
   progress.stage = 'manifest';
   const createdAt = input.createdAt ?? new Date(workflowInfo().startTime).toISOString();
   const manifest = await host.provenantWriteManifest({
-    ...stage, rootCid: pack.rootCid, sourcePath: input.source.path, meta: input.meta, createdAt, shardBytes: input.shardBytes,
+    ...stage, rootCid: pack.rootCid, sourcePath, meta: input.meta, createdAt, shardBytes: input.shardBytes, ...origin,
   });
   const manifestProviders = await replicate('manifest.car', manifest, 0, false);
 

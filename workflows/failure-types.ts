@@ -7,4 +7,6 @@ export const NON_RETRYABLE = [
   'NoHealthyReplicaError', 'TargetNotEmptyError', 'PathEscapeError', 'PieceNotFoundError',
   'IntegrityError',
   'ProviderAuthError', 'BucketNotFoundError',
+  'SourceAccessDeniedError', 'PathConflictError', 'UnsupportedSourceError',
+  'InsufficientFundsError', 'DeletionUnsupportedError',
 ];

@@ -25,9 +25,30 @@ export interface PlacementPolicyInput {
   cooldownMs: number;
 }
 
+/**
+ * What to archive: a local directory on the worker's host, an S3 prefix, or HTTP(S) URLs (the
+ * remote kinds are mirrored into the host's staging area first). Credentials are only ever
+ * named environment variables, read by the worker.
+ */
+export type ArchiveSource =
+  | { kind: 'local'; path: string }
+  | {
+      kind: 's3';
+      bucket: string;
+      /** Empty or ending in '/'. */
+      prefix: string;
+      endpoint?: string;
+      region?: string;
+      forcePathStyle: boolean;
+      accessKeyIdEnv?: string;
+      secretAccessKeyEnv?: string;
+      sessionTokenEnv?: string;
+    }
+  | { kind: 'http'; urls: (string | { url: string; path: string })[]; authorizationEnv?: string };
+
 export interface ArchiveInput {
   datasetId: string;
-  source: { kind: 'local'; path: string };
+  source: ArchiveSource;
   copies: number;
   meta: Record<string, string>;
   shardBytes: number;
@@ -45,7 +66,7 @@ export interface ArchiveInput {
 }
 
 export interface ArchiveProgress {
-  stage: 'starting' | 'scan' | 'pack' | 'replicate' | 'manifest' | 'cleanup' | 'done';
+  stage: 'starting' | 'mirror' | 'scan' | 'pack' | 'replicate' | 'manifest' | 'cleanup' | 'done';
   shards: number;
   shardsReplicated: number;
 }

@@ -4,8 +4,10 @@ import { UnknownProviderError } from '../errors.js';
 import { msToNumber } from '@temporalio/common/lib/time.js';
 import { KuboProvider } from './kubo.js';
 import { LocalProvider } from './local.js';
+import { LotusProvider } from './lotus.js';
 import type { StorageProvider } from './provider.js';
 import { S3Provider } from './s3.js';
+import { SynapseProvider } from './synapse.js';
 
 /** Credentials are read from `env` (the variables the config names) when the provider is built. */
 export function createProvider(cfg: ProviderConfig, env: NodeJS.ProcessEnv = process.env): StorageProvider {
@@ -16,6 +18,10 @@ export function createProvider(cfg: ProviderConfig, env: NodeJS.ProcessEnv = pro
       return new S3Provider(cfg, env);
     case 'kubo':
       return new KuboProvider(cfg, env);
+    case 'synapse':
+      return new SynapseProvider(cfg, env);
+    case 'lotus':
+      return new LotusProvider(cfg, env);
   }
 }
 

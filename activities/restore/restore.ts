@@ -232,7 +232,8 @@ async function writeEntry(entry: UnixFSEntry, dest: string, rel: string, expecte
   if (sha !== want.sha256 || size !== want.size) {
     throw new IntegrityError(`file ${showPath(rel)} restored with sha256 ${sha} (${size} bytes), manifest says ${want.sha256} (${want.size} bytes)`);
   }
-  const t = new Date(want.mtimeMs);
+  // Seconds, rounded to the nearest ms: a Date can land 1 ms early after float conversion.
+  const t = (want.mtimeMs + 0.5) / 1000;
   await fsp.utimes(dest, t, t);
   summary.files++;
   summary.bytes += size;
