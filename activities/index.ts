@@ -9,7 +9,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { Context, activityInfo } from '@temporalio/activity';
 import type { Config, RemoteSource } from '../config/schema.js';
-import { scanLocal } from './ingest/scan.js';
+import type { StewardReplica } from '../workflows/types.js';
+import { scanLocal, type ScanResult } from './ingest/scan.js';
 import { createSource, mirrorSource } from './ingest/mirror.js';
 import { packInThread } from './pack/index.js';
 import { readCheckpoint, readShards, FILES, type PackProgress, type PackResult } from './pack/packer.js';
@@ -46,14 +47,8 @@ export interface StageRef {
   runKey: string;
 }
 
-export interface ScanSummary {
-  files: number;
-  dirs: number;
-  bytes: number;
-  specials: string[];
-  specialCount: number;
-  symlinksFollowed: number;
-}
+/** What the scan reports back to the workflow: the listing stays on disk. */
+export type ScanSummary = Omit<ScanResult, 'listingPath'>;
 
 export type ShardRef = PieceRef & { index: number };
 
@@ -80,16 +75,8 @@ function heartbeater(ms = 2000) {
   };
 }
 
-/** A stored copy of a piece that a steward looks after. */
-export interface ReplicaRef {
-  /** Shard number, or -1 for the manifest itself. */
-  shard: number;
-  pieceCid: string;
-  carCid: string;
-  rootCid: string;
-  bytes: number;
-  providerId: string;
-}
+/** A stored copy of a piece that a steward looks after (its identity, without health). */
+export type ReplicaRef = Pick<StewardReplica, 'shard' | 'pieceCid' | 'carCid' | 'rootCid' | 'bytes' | 'providerId'>;
 
 export function createActivities(deps: ActivityDeps) {
   const { config } = deps;

@@ -7,7 +7,7 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { cacheDir, goInstall, type ResolveOptions } from './temporal-cli.js';
+import { cacheDir, goInstall, isExecutable, onPath, type ResolveOptions } from './temporal-cli.js';
 
 /** MinIO tags releases as RELEASE.<date>, not semver, so Go resolves its newest commit. */
 export const MINIO_MODULE = 'github.com/minio/minio@latest';
@@ -40,15 +40,6 @@ const KUBO: ServerBinary = {
   build: (target, log) => goBuildModule(KUBO_MODULE, KUBO_VERSION, './cmd/ipfs', target, log),
 };
 
-function isExecutable(p: string): boolean {
-  try {
-    fs.accessSync(p, fs.constants.X_OK);
-    return fs.statSync(p).isFile();
-  } catch {
-    return false;
-  }
-}
-
 function resolve(b: ServerBinary, opts: ResolveOptions): string | undefined {
   const env = opts.env ?? process.env;
   const explicit = env[b.envVar];
@@ -56,9 +47,8 @@ function resolve(b: ServerBinary, opts: ResolveOptions): string | undefined {
     if (!isExecutable(explicit)) throw new Error(`${b.envVar} is not an executable file: ${explicit}`);
     return explicit;
   }
-  for (const dir of (env.PATH ?? '').split(path.delimiter)) {
-    if (dir && isExecutable(path.join(dir, b.command))) return path.join(dir, b.command);
-  }
+  const found = onPath(b.command, env);
+  if (found) return found;
   const cached = path.join(cacheDir(env), 'bin', b.cached);
   if (isExecutable(cached)) return cached;
   if (opts.build === false) return undefined;
