@@ -15,17 +15,19 @@
  * - padding = 127 * 2^ceil(log2(max(1, quads))) - payloadBytes (data-segment's
  *   `Unpadded.toPadding`).
  *
- * Speed: payload bytes are staged into a fixed batch buffer of BATCH_QUADS quads. A full
- * batch is fr32-padded on 32-bit words (groups of 4 quads = 127 input words are word aligned)
+ * Speed: payload bytes are staged into a fixed batch buffer of BATCH_QUADS quads (a whole batch
+ * at a 4-byte-aligned address is used in place, without staging). A full batch is fr32-padded on 32-bit words (groups of 4 quads = 127 input words are word aligned)
  * and then reduced level by level, one native `@chainsafe/hashtree` call per level, down to a
  * single subtree root which is pushed on an O(log n) stack of pending roots (binary counter).
- * Memory is bounded (~5 MiB of buffers per hasher) regardless of payload size.
+ * Memory is bounded (~5 MiB of buffers per hasher) regardless of payload size. `batchRoot` and
+ * `pushBatchRoot` let another thread compute whole batches of the same piece.
  */
 import { createRequire } from 'node:module';
 import * as nodeCrypto from 'node:crypto';
 import { endianness } from 'node:os';
 import { CID } from 'multiformats/cid';
 import * as Digest from 'multiformats/hashes/digest';
+import { createFr32Wasm, type Fr32Wasm } from './fr32-wasm.js';
 
 export interface PieceInfo {
   /** FRC-0069 v2 piece CID (base32 `bafkzcib…`). */
@@ -62,6 +64,8 @@ const LEAFS_PER_QUAD = 4;
 /** Quads per batch (power of two, multiple of 4): 2 MiB of payload, 2 MiB padded. */
 const BATCH_QUADS = 1 << 14;
 const BATCH_LEAFS = BATCH_QUADS * LEAFS_PER_QUAD;
+/** Payload bytes per batch (see `CommPHasher.batchRoot`). */
+export const BATCH_BYTES = BATCH_QUADS * IN_BYTES_PER_QUAD;
 /** Level of the subtree root produced by one full batch. */
 const BATCH_LEVEL = Math.log2(BATCH_LEAFS);
 /** Levels available for the pending-root stack and zero commitments (2^64 leaves is plenty). */
@@ -109,6 +113,11 @@ function loadNative(): LevelHasher | undefined {
 
 const nativeLevel = loadNative();
 
+// WebAssembly padder memory: raw batch (+ slack for the one-word over-read), padded, scratch.
+const WASM_PADDED = BATCH_BYTES + 64;
+const WASM_SCRATCH = WASM_PADDED + BATCH_QUADS * OUT_BYTES_PER_QUAD;
+const WASM_BYTES = WASM_SCRATCH + (BATCH_QUADS * OUT_BYTES_PER_QUAD) / 2;
+
 /** Which sha256 backend `new CommPHasher()` uses by default. */
 export const hashBackend: 'hashtree' | 'pure' = nativeLevel ? 'hashtree' : 'pure';
 
@@ -128,43 +137,58 @@ const ZERO_COMMS = (() => {
   return z;
 })();
 
+/** Self-test of the wasm padder against the JavaScript one before trusting it. */
+const wasmPadOk = (() => {
+  const w = createFr32Wasm(4096);
+  if (!w) return false;
+  const groups = 3;
+  const input = new Uint8Array(w.memory.buffer, 0, groups * 508 + 4);
+  for (let i = 0; i < input.length; i++) input[i] = (i * 151 + 29) & 0xff;
+  w.pad(0, 2048, groups);
+  const want = new Int32Array(groups * 128);
+  padGroupsLE(new Int32Array(w.memory.buffer, 0, groups * 127), 0, want, groups);
+  const got = new Int32Array(w.memory.buffer, 2048, groups * 128);
+  return LITTLE_ENDIAN && want.every((v, i) => v === got[i]);
+})();
+
 const zeroComm = (level: number): Uint8Array => ZERO_COMMS.subarray(level * NODE_SIZE, (level + 1) * NODE_SIZE);
 
 // ---- fr32 padding ------------------------------------------------------------------------------
 
 /**
  * fr32-pads `groups` groups of 4 quads (508 bytes = 127 little-endian 32-bit words in, 512 bytes =
- * 128 words out). Within a group, Fr number f (0..15) starts at input bit 254*f = 32*8f - 2f, so
- * its output word m is (W[8f+m] << 2f) | (W[8f+m-1] >>> (32-2f)), the last word masked to 30 bits.
- * Reads one word past the group's end (only masked-off bits of it are used): `src` needs 4 bytes
- * of slack after the last group.
+ * 128 words out), reading from word `base` of `src`. Within a group, Fr number f (0..15) starts
+ * at input bit 254*f = 32*8f - 2f, so its output word m is (W[8f+m] << 2f) | (W[8f+m-1] >>> (32-2f)),
+ * the last word masked to 30 bits. That last word's formula touches the next group's first word,
+ * of which only masked-off bits are used: it is not read past the last group.
  */
-function padGroupsLE(src: Int32Array, dst: Int32Array, groups: number): void {
+function padGroupsLE(src: Int32Array, base: number, dst: Int32Array, groups: number): void {
+  const end = base + groups * 127;
   for (let g = 0; g < groups; g++) {
-    const ib = g * 127;
+    const ib = base + g * 127;
     const ob = g << 7;
-    dst[ob] = src[ib];
-    dst[ob + 1] = src[ib + 1];
-    dst[ob + 2] = src[ib + 2];
-    dst[ob + 3] = src[ib + 3];
-    dst[ob + 4] = src[ib + 4];
-    dst[ob + 5] = src[ib + 5];
-    dst[ob + 6] = src[ib + 6];
-    dst[ob + 7] = src[ib + 7] & 0x3fffffff;
+    dst[ob] = src[ib]!;
+    dst[ob + 1] = src[ib + 1]!;
+    dst[ob + 2] = src[ib + 2]!;
+    dst[ob + 3] = src[ib + 3]!;
+    dst[ob + 4] = src[ib + 4]!;
+    dst[ob + 5] = src[ib + 5]!;
+    dst[ob + 6] = src[ib + 6]!;
+    dst[ob + 7] = src[ib + 7]! & 0x3fffffff;
     for (let f = 1; f < 16; f++) {
       const s = f << 1;
       const r = 32 - s;
       const i = ib + (f << 3);
       const o = ob + (f << 3);
-      const w0 = src[i - 1];
-      const w1 = src[i];
-      const w2 = src[i + 1];
-      const w3 = src[i + 2];
-      const w4 = src[i + 3];
-      const w5 = src[i + 4];
-      const w6 = src[i + 5];
-      const w7 = src[i + 6];
-      const w8 = src[i + 7];
+      const w0 = src[i - 1]!;
+      const w1 = src[i]!;
+      const w2 = src[i + 1]!;
+      const w3 = src[i + 2]!;
+      const w4 = src[i + 3]!;
+      const w5 = src[i + 4]!;
+      const w6 = src[i + 5]!;
+      const w7 = src[i + 6]!;
+      const w8 = i + 7 < end ? src[i + 7]! : 0;
       dst[o] = (w1 << s) | (w0 >>> r);
       dst[o + 1] = (w2 << s) | (w1 >>> r);
       dst[o + 2] = (w3 << s) | (w2 >>> r);
@@ -221,15 +245,17 @@ function log2Ceil(n: number): number {
 
 export class CommPHasher {
   private readonly hashLevel: LevelHasher;
-  /** Staged payload bytes of the current batch (+4 bytes slack for the word over-read). */
-  private readonly raw = new Uint8Array(BATCH_QUADS * IN_BYTES_PER_QUAD + 4);
-  private readonly raw32 = new Int32Array(this.raw.buffer);
+  /** Staged payload bytes of the current batch (whole words). */
+  private readonly raw: Uint8Array;
+  private readonly raw32: Int32Array;
   /** fr32 output of a batch; also ping-pong buffer B of the level reduction. */
-  private readonly padded = new Uint8Array(BATCH_QUADS * OUT_BYTES_PER_QUAD);
-  private readonly padded32 = new Int32Array(this.padded.buffer);
+  private readonly padded: Uint8Array;
+  private readonly padded32: Int32Array;
   /** Ping-pong buffer A of the level reduction (first level output). */
-  private readonly scratch = new Uint8Array((BATCH_QUADS * OUT_BYTES_PER_QUAD) / 2);
-  private readonly scratch32 = new Int32Array(this.scratch.buffer);
+  private readonly scratch: Uint8Array;
+  private readonly scratch32: Int32Array;
+  /** WebAssembly SIMD fr32 padder; raw, padded and scratch then live in its memory. */
+  private readonly wasm: Fr32Wasm | undefined;
   /** Pending subtree roots: stack[32*l..] is valid when has[l] === 1. */
   private readonly stack = new Uint8Array(MAX_LEVEL * NODE_SIZE);
   private readonly has = new Uint8Array(MAX_LEVEL);
@@ -239,8 +265,23 @@ export class CommPHasher {
   private rawLen = 0;
   private total = 0;
 
+  /** `forcePure`: node:crypto hashing and JavaScript padding only (no native or wasm code). */
   constructor(opts?: { forcePure?: boolean }) {
     this.hashLevel = !opts?.forcePure && nativeLevel ? nativeLevel : pureLevel;
+    this.wasm = opts?.forcePure || !wasmPadOk ? undefined : createFr32Wasm(WASM_BYTES);
+    const [raw, padded, scratch] = this.wasm
+      ? [
+          new Uint8Array(this.wasm.memory.buffer, 0, BATCH_BYTES),
+          new Uint8Array(this.wasm.memory.buffer, WASM_PADDED, BATCH_QUADS * OUT_BYTES_PER_QUAD),
+          new Uint8Array(this.wasm.memory.buffer, WASM_SCRATCH, (BATCH_QUADS * OUT_BYTES_PER_QUAD) / 2),
+        ]
+      : [new Uint8Array(BATCH_BYTES), new Uint8Array(BATCH_QUADS * OUT_BYTES_PER_QUAD), new Uint8Array((BATCH_QUADS * OUT_BYTES_PER_QUAD) / 2)];
+    this.raw = raw;
+    this.raw32 = new Int32Array(raw.buffer, raw.byteOffset, raw.length >>> 2);
+    this.padded = padded;
+    this.padded32 = new Int32Array(padded.buffer, padded.byteOffset, padded.length >>> 2);
+    this.scratch = scratch;
+    this.scratch32 = new Int32Array(scratch.buffer, scratch.byteOffset, scratch.length >>> 2);
   }
 
   /** Number of payload bytes written so far. */
@@ -255,6 +296,12 @@ export class CommPHasher {
     const raw = this.raw;
     let off = 0;
     while (off < len) {
+      if (this.rawLen === 0 && len - off >= cap) {
+        // A whole batch at once: no staging loop (and no copy at all where it can be padded in place).
+        this.pushRoot(this.hashBatch(bytes.subarray(off, off + cap)));
+        off += cap;
+        continue;
+      }
       const take = Math.min(cap - this.rawLen, len - off);
       if (take <= 16) {
         let p = this.rawLen;
@@ -288,7 +335,7 @@ export class CommPHasher {
     const partialQuads = total === 0 ? 1 : Math.ceil(this.rawLen / IN_BYTES_PER_QUAD);
     if (partialQuads > 0) {
       const groups = Math.ceil(partialQuads / 4);
-      this.raw.fill(0, this.rawLen, groups * 4 * IN_BYTES_PER_QUAD + 4);
+      this.raw.fill(0, this.rawLen, groups * 4 * IN_BYTES_PER_QUAD);
       this.pad(groups);
       const r = this.reduce(partialQuads * LEAFS_PER_QUAD);
       cur.set(r.buf.subarray(0, NODE_SIZE));
@@ -335,7 +382,8 @@ export class CommPHasher {
 
   /** fr32-pads `groups` groups of 4 quads from `raw` into `padded`. */
   private pad(groups: number): void {
-    if (LITTLE_ENDIAN) padGroupsLE(this.raw32, this.padded32, groups);
+    if (this.wasm) this.wasm.pad(0, WASM_PADDED, groups);
+    else if (LITTLE_ENDIAN) padGroupsLE(this.raw32, 0, this.padded32, groups);
     else padQuadsBytes(this.raw, this.padded, groups * 4);
   }
 
@@ -369,9 +417,24 @@ export class CommPHasher {
   /** Hashes a full batch in `raw` and pushes its subtree root onto the pending stack. */
   private flushBatch(): void {
     this.pad(BATCH_QUADS / 4);
-    const { buf } = this.reduce(BATCH_LEAFS);
+    this.pushRoot(this.reduce(BATCH_LEAFS).buf);
+  }
+
+  /** Subtree root (in the first 32 bytes of the returned buffer) of a full batch of payload. */
+  private hashBatch(batch: Uint8Array): Uint8Array {
+    if (!this.wasm && LITTLE_ENDIAN && batch.byteOffset % 4 === 0) {
+      padGroupsLE(new Int32Array(batch.buffer, batch.byteOffset, BATCH_BYTES >>> 2), 0, this.padded32, BATCH_QUADS / 4);
+    } else {
+      this.raw.set(batch);
+      this.pad(BATCH_QUADS / 4);
+    }
+    return this.reduce(BATCH_LEAFS).buf;
+  }
+
+  /** Pushes a batch's subtree root (first 32 bytes of `root`) onto the pending stack. */
+  private pushRoot(root: Uint8Array): void {
     const cur = this.one;
-    cur.set(buf.subarray(0, NODE_SIZE));
+    cur.set(root.subarray(0, NODE_SIZE));
     let level = BATCH_LEVEL;
     while (this.has[level]) {
       this.pair.set(this.stack.subarray(level * NODE_SIZE, (level + 1) * NODE_SIZE), 0);
@@ -383,6 +446,31 @@ export class CommPHasher {
     }
     this.stack.set(cur, level * NODE_SIZE);
     this.has[level] = 1;
+  }
+
+  /**
+   * Batch API, to share one piece's work between threads: the subtree root of one full batch
+   * (`BATCH_BYTES` payload bytes), written to `out` (32 bytes). Any hasher can compute it; the
+   * piece's own hasher then takes it with `pushBatchRoot` in payload order.
+   */
+  batchRoot(batch: Uint8Array, out: Uint8Array): void {
+    if (batch.length !== BATCH_BYTES) throw new RangeError(`a batch is ${BATCH_BYTES} bytes, got ${batch.length}`);
+    if (this.rawLen !== 0) throw new Error('CommPHasher.batchRoot: this hasher holds a partial batch');
+    out.set(this.hashBatch(batch).subarray(0, NODE_SIZE));
+  }
+
+  /** Appends a whole batch by its root (from `batchRoot`); only at a batch boundary of this payload. */
+  pushBatchRoot(root: Uint8Array): void {
+    if (this.rawLen !== 0) throw new Error('CommPHasher.pushBatchRoot: not at a batch boundary');
+    this.pushRoot(root);
+    this.total += BATCH_BYTES;
+  }
+
+  /** Forget everything written: ready for a new payload (buffers are reused). */
+  reset(): void {
+    this.has.fill(0);
+    this.rawLen = 0;
+    this.total = 0;
   }
 }
 

@@ -1,11 +1,12 @@
 /** Run the packer in a worker thread; resolve with its result, reject with a typed error. */
 import { Worker } from 'node:worker_threads';
 import { reviveError } from '../errors.js';
+import { workerExecArgv } from './shard-hasher.js';
 import type { PackOptions, PackProgress, PackResult } from './packer.js';
 
 export function packInThread(opts: PackOptions, onProgress: (p: PackProgress) => void, signal?: AbortSignal): Promise<PackResult> {
   return new Promise((resolve, reject) => {
-    const worker = new Worker(new URL('./pack-thread.js', import.meta.url), { workerData: opts });
+    const worker = new Worker(new URL('./pack-thread.js', import.meta.url), { workerData: opts, execArgv: workerExecArgv() });
     let settled = false;
     const finish = (fn: () => void) => {
       if (settled) return;

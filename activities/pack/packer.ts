@@ -15,7 +15,7 @@ import { FileChangedError, showPath, UnreadableFileError, SourceNotFoundError, S
 import type { ListingLine } from '../ingest/scan.js';
 import { RAW_CODE } from './cids.js';
 import { ShardWriter, type ShardInfo } from './shard-writer.js';
-import { CHUNK_BYTES, encodeDirectory, FileBuilder, type Block, type DirEntry } from './unixfs.js';
+import { CHUNK_BYTES, encodeDirectory, FileBuilder, rawLeafCid, type Block, type DirEntry } from './unixfs.js';
 
 export interface PackOptions {
   sourceRoot: string;
@@ -75,6 +75,9 @@ export interface PackProgress {
 
 export const CHECKPOINT = 'pack-checkpoint.json';
 export const FILES = 'files.ndjson';
+const FILES_FLUSH_BYTES = 1 << 20;
+/** Files up to this size are read in one call (and copied into the shard buffer). */
+const SMALL_FILE_BYTES = 64 * 1024;
 
 function writeJsonAtomic(file: string, value: unknown): void {
   const tmp = `${file}.tmp`;
@@ -115,6 +118,17 @@ export async function runPack(opts: PackOptions, onProgress: (p: PackProgress) =
   if (cp) fs.truncateSync(filesPath, cp.filesBytes);
   else fs.writeFileSync(filesPath, '');
   const filesFd = fs.openSync(filesPath, 'a');
+  // files.ndjson lines are batched into large writes; flushed before every checkpoint.
+  let filesPending: string[] = [];
+  let filesPendingBytes = 0;
+  const flushFiles = () => {
+    if (filesPending.length === 0) return;
+    const buf = Buffer.from(filesPending.join(''));
+    filesPending = [];
+    filesPendingBytes = 0;
+    let off = 0;
+    while (off < buf.length) off += fs.writeSync(filesFd, buf, off, buf.length - off);
+  };
 
   const shards: ShardInfo[] = cp ? [...cp.shards] : [];
   const stack: OpenDir[] = cp
@@ -133,13 +147,11 @@ export async function runPack(opts: PackOptions, onProgress: (p: PackProgress) =
   let eventRanges: { shard: number; offset: number; length: number }[] = [];
   let carBytes = shards.reduce((n, s) => n + s.carBytes, 0);
 
-  const onShard = (info: ShardInfo) => {
-    shards.push(info);
-    carBytes += info.carBytes;
-    fs.fsyncSync(filesFd);
-    const checkpoint: Checkpoint = {
+  /** The resume point at the moment a shard closes; written out once that shard is durable. */
+  const snapshot = (): Omit<Checkpoint, 'shards'> => {
+    flushFiles();
+    return {
       version: 1,
-      shards,
       event: eventIndex,
       skipBlocks: eventWritten,
       dirs: stack.map((d) => ({ name: d.name, entries: d.entries.map((e) => [e.name, e.cid.toString(), e.dagByteLength]) })),
@@ -147,12 +159,18 @@ export async function runPack(opts: PackOptions, onProgress: (p: PackProgress) =
       files,
       bytes,
       eventFirstShard,
-      eventRanges,
+      eventRanges: eventRanges.map((r) => ({ ...r })),
     };
+  };
+  const onShard = (info: ShardInfo, at: Omit<Checkpoint, 'shards'>) => {
+    shards.push(info);
+    carBytes += info.carBytes;
+    fs.fsyncSync(filesFd);
+    const checkpoint: Checkpoint = { ...at, shards };
     writeJsonAtomic(path.join(opts.dir, CHECKPOINT), checkpoint);
     onProgress({ shardsDone: shards.length, files, bytes });
   };
-  const writer = new ShardWriter(opts.dir, opts.shardBytes, shards.length, onShard);
+  const writer = new ShardWriter(opts.dir, opts.shardBytes, shards.length, onShard, snapshot);
 
   /** Returns the shard the block went to, or -1 when it was already written before a resume. */
   const emit = (block: Block): number => {
@@ -167,7 +185,7 @@ export async function runPack(opts: PackOptions, onProgress: (p: PackProgress) =
     return shard;
   };
 
-  const chunk = Buffer.allocUnsafe(CHUNK_BYTES);
+  const chunk = Buffer.allocUnsafe(CHUNK_BYTES + 1);
   const dirPath = () => stack.slice(1).map((d) => d.name).join('/');
 
   const packFile = async (name: string, size: number, mtimeMs: number, src: string): Promise<void> => {
@@ -186,32 +204,67 @@ export async function runPack(opts: PackOptions, onProgress: (p: PackProgress) =
       const changed = (why: string) => new FileChangedError(`file changed while being archived (${why}): ${showPath(rel)}`);
       const before = fs.fstatSync(fd);
       if (before.size !== size || Math.trunc(before.mtimeMs) !== mtimeMs) throw changed('size or mtime differs from the scan');
-      const sha = crypto.createHash('sha256');
+      // A file of one chunk (or none) is its own raw leaf: the leaf's CID already holds its sha256.
+      const sha = size > CHUNK_BYTES ? crypto.createHash('sha256') : undefined;
       const ranges = eventRanges;
       let offset = 0;
       let leafCursor = 0;
-      const builder = new FileBuilder((b) => {
-        const shard = emit(b);
-        if (b.cid.code !== RAW_CODE || b.bytes.length === 0) return;
+      const leafRange = (shard: number, length: number) => {
         // Leaves come in file order: each extends the content range of the shard it landed in.
         const leafOffset = leafCursor;
-        leafCursor += b.bytes.length;
+        leafCursor += length;
         if (shard < 0) return;
         const last = ranges[ranges.length - 1];
-        if (last && last.shard === shard) last.length += b.bytes.length;
-        else ranges.push({ shard, offset: leafOffset, length: b.bytes.length });
+        if (last && last.shard === shard) last.length += length;
+        else ranges.push({ shard, offset: leafOffset, length });
+      };
+      const builder = new FileBuilder((b) => {
+        const shard = emit(b);
+        if (b.cid.code === RAW_CODE && b.bytes.length > 0) leafRange(shard, b.bytes.length);
       });
-      while (offset < size) {
-        const want = Math.min(CHUNK_BYTES, size - offset);
+      const readAt = (into: Uint8Array, at: number) => {
         let got = 0;
-        while (got < want) {
-          const n = fs.readSync(fd, chunk, got, want - got, offset + got);
+        while (got < into.length) {
+          const n = fs.readSync(fd, into, got, into.length - got, at + got);
           if (n === 0) throw changed('it got shorter');
           got += n;
         }
-        const view = chunk.subarray(0, want);
-        sha.update(view);
-        await builder.addChunk(view);
+      };
+      // A small file is read with one call asking for a byte more than it should have: a short
+      // read there is its end, so the end-of-file check below needs no second call.
+      let atEof = false;
+      if (size <= SMALL_FILE_BYTES) {
+        const n = fs.readSync(fd, chunk, 0, size + 1, 0);
+        if (n > size) throw changed('it got longer');
+        if (n === size) {
+          atEof = true;
+          const view = chunk.subarray(0, size);
+          if (size > 0) await builder.addChunk(view);
+          offset = size;
+        }
+      }
+      while (offset < size) {
+        const want = Math.min(CHUNK_BYTES, size - offset);
+        // Read straight into the shard's buffer when the leaf goes there now: no copy.
+        const direct = skip === 0 ? writer.beginLeaf(want) : undefined;
+        if (direct) {
+          const rest = chunk.subarray(0, want - direct.length);
+          readAt(direct, offset);
+          readAt(rest, offset + direct.length);
+          sha?.update(direct);
+          sha?.update(rest);
+          const cid = rawLeafCid(direct, rest);
+          const shard = writer.endLeaf(cid, rest);
+          eventWritten++;
+          if (eventFirstShard < 0) eventFirstShard = shard;
+          leafRange(shard, want);
+          await builder.addLeaf(cid, want);
+        } else {
+          const view = chunk.subarray(0, want);
+          readAt(view, offset);
+          sha?.update(view);
+          await builder.addChunk(view);
+        }
         offset += want;
         bytesSinceReport += want;
         if (bytesSinceReport >= 64 * CHUNK_BYTES) {
@@ -219,7 +272,7 @@ export async function runPack(opts: PackOptions, onProgress: (p: PackProgress) =
           onProgress({ shardsDone: shards.length, files, bytes: bytes + offset });
         }
       }
-      if (fs.readSync(fd, chunk, 0, 1, size) !== 0) throw changed('it got longer');
+      if (!atEof && fs.readSync(fd, chunk, 0, 1, size) !== 0) throw changed('it got longer');
       const after = fs.fstatSync(fd);
       if (after.size !== size || after.mtimeMs !== before.mtimeMs) throw changed('modified during read');
       const link = await builder.close();
@@ -229,14 +282,17 @@ export async function runPack(opts: PackOptions, onProgress: (p: PackProgress) =
         path: rel,
         size,
         mtimeMs,
-        sha256: sha.digest('hex'),
+        sha256: sha ? sha.digest('hex') : Buffer.from(link.cid.multihash.digest).toString('hex'),
         cid: link.cid.toString(),
         shards: [eventFirstShard < 0 ? lastShard : eventFirstShard, lastShard],
       };
       if (rec.shards[0] !== rec.shards[1]) rec.ranges = eventRanges;
-      const line = Buffer.from(JSON.stringify(rec) + '\n');
-      fs.writeSync(filesFd, line);
-      filesBytes += line.length;
+      const line = JSON.stringify(rec) + '\n';
+      filesPending.push(line);
+      const lineBytes = Buffer.byteLength(line);
+      filesBytes += lineBytes;
+      filesPendingBytes += lineBytes;
+      if (filesPendingBytes >= FILES_FLUSH_BYTES) flushFiles();
       files++;
       bytes += size;
     } finally {
@@ -247,6 +303,8 @@ export async function runPack(opts: PackOptions, onProgress: (p: PackProgress) =
 
   if (!fs.existsSync(opts.sourceRoot)) throw new SourceNotFoundError(`source vanished: ${showPath(opts.sourceRoot)}`);
 
+  // Before the listing is opened: readline drops lines emitted before iteration starts.
+  await writer.ready();
   const rl = readline.createInterface({ input: fs.createReadStream(opts.listingPath), crlfDelay: Infinity });
   let index = -1;
   let rootCid: CID | undefined;
@@ -280,7 +338,8 @@ export async function runPack(opts: PackOptions, onProgress: (p: PackProgress) =
     eventIndex = index + 1;
     eventWritten = 0;
     const resumedFromShard = kept;
-    writer.close();
+    writer.finish();
+    flushFiles();
     fs.fsyncSync(filesFd);
     const result: PackResult = {
       rootCid: rootCid.toString(),

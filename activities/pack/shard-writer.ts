@@ -1,18 +1,19 @@
 /**
  * Writes blocks into CAR shards no bigger than the target size (CAR framing included). Each
- * shard is written once, as it is produced: the CAR bytes, their sha256 (the shard's CAR CID)
- * and their piece commitment (CommP) all come from the same pass, with no second read.
- * A shard is `shard-<i>.car.partial` until complete, then fsynced and renamed.
+ * shard is written once, as it is produced: blocks are framed into large buffers shared with a
+ * second thread, which writes them to the file and, from the same memory, computes their sha256
+ * (the shard's CAR CID) and piece commitment (CommP), with no second read (see shard-hasher.ts).
+ *
+ * A shard is `shard-<i>.car.partial` until complete, then fsynced and renamed; only then is it
+ * reported through `onShard`, in shard order. Reports arrive while later shards are being
+ * written; `finish()` waits for the last ones.
  */
-import crypto from 'node:crypto';
 import fs from 'node:fs';
-import path from 'node:path';
 import varint from 'varint';
 import { encode as cborEncode } from '@ipld/dag-cbor';
 import type { CID } from 'multiformats/cid';
-import { carCidFromSha256 } from './cids.js';
-import { CommPHasher } from './commp.js';
 import { PieceSizeExceededError } from '../errors.js';
+import { partialPath, ShardHasher, shardFileName, SLOT_BYTES, type ShardDigest, type ShardHasherOptions } from './shard-hasher.js';
 
 export interface ShardInfo {
   index: number;
@@ -27,20 +28,18 @@ export interface ShardInfo {
   blocks: number;
 }
 
-const BUF_BYTES = 8 * 1024 * 1024;
+/** Closed shards that may wait for their fsync and digests at once. */
+const MAX_UNREPORTED = 4;
+
+/** Bytes of a CIDv1 raw sha2-256 CID: version, codec, hash code, digest length, 32-byte digest. */
+const RAW_CID_BYTES = 36;
 
 export function carHeader(root: CID): Uint8Array {
   const header = cborEncode({ version: 1, roots: [root] });
-  return concat([Uint8Array.from(varint.encode(header.length)), header]);
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
+  const head = varint.encode(header.length);
+  const out = new Uint8Array(head.length + header.length);
+  out.set(head, 0);
+  out.set(header, head.length);
   return out;
 }
 
@@ -50,31 +49,58 @@ export function framedSize(cid: CID, data: Uint8Array): number {
   return varint.encodingLength(n) + n;
 }
 
-export class ShardWriter {
+/** A closed shard waiting for its digests, with what the caller attached when it closed. */
+interface Sealed<M> {
+  index: number;
+  fd: number;
+  rootCid: string;
+  carBytes: number;
+  blocks: number;
+  memo: M;
+}
+
+export class ShardWriter<M = undefined> {
   private fd = -1;
-  private buf = Buffer.allocUnsafe(BUF_BYTES);
-  private bufLen = 0;
-  private sha = crypto.createHash('sha256');
-  private commp = new CommPHasher();
+  private hasher: ShardHasher | undefined;
+  /** The ring slot being filled (CAR bytes not yet written or hashed). */
+  private slot: Uint8Array | undefined;
+  private slotLen = 0;
   private carBytes = 0;
   private blocks = 0;
   private rootCid = '';
-  private file = '';
+  private readonly sealed: Sealed<M>[] = [];
+  private readonly head = new Uint8Array(10);
+  /** Header length and data length of the leaf between `beginLeaf` and `endLeaf`. */
+  private leafHead = 0;
+  private leafLength = -1;
 
   constructor(
     private readonly dir: string,
     private readonly shardBytes: number,
     /** Index of the next shard to open. */
     public nextIndex: number,
-    private readonly onShard: (info: ShardInfo) => void,
+    /** Called when a shard is durable and hashed, in shard order, with the memo given at close. */
+    private readonly onShard: (info: ShardInfo, memo: M) => void,
+    /** Called as a shard closes (all its blocks written); the result is handed back to `onShard`. */
+    private readonly onClose: (index: number) => M = () => undefined as M,
+    private readonly hasherOptions: ShardHasherOptions = {},
   ) {}
+
+  /** Starts the hash thread; call (and await) before writing. */
+  async ready(): Promise<void> {
+    if (this.hasher) return;
+    const hasher = new ShardHasher(this.dir, this.hasherOptions);
+    try {
+      await hasher.ready();
+    } catch (err) {
+      hasher.stop({ wait: false });
+      throw err;
+    }
+    this.hasher = hasher;
+  }
 
   get open(): boolean {
     return this.fd >= 0;
-  }
-  /** Index of the shard the next block goes into if it fits. */
-  get currentIndex(): number {
-    return this.open ? this.nextIndex : this.nextIndex;
   }
 
   /** True when the block does not fit in the open shard and a new one must start. */
@@ -85,25 +111,66 @@ export class ShardWriter {
   /** Write a block; the caller closes the shard first when `wouldOverflow`. Returns the shard index. */
   write(cid: CID, data: Uint8Array): number {
     if (!this.open) this.start(cid);
-    const n = cid.bytes.length + data.length;
-    const head = varint.encode(n);
-    if (this.carBytes + head.length + n > this.shardBytes) {
+    const cidBytes = cid.bytes;
+    const n = cidBytes.length + data.length;
+    const headLen = varint.encodingLength(n);
+    if (this.carBytes + headLen + n > this.shardBytes) {
       throw new PieceSizeExceededError(
         `block ${cid} (${data.length} bytes) does not fit in a ${this.shardBytes}-byte shard`,
       );
     }
-    this.append(Uint8Array.from(head));
-    this.append(cid.bytes);
+    varint.encode(n, this.head, 0);
+    this.append(this.head.subarray(0, headLen));
+    this.append(cidBytes);
     this.append(data);
     this.blocks++;
     return this.nextIndex;
   }
 
+  /**
+   * Zero-copy path for a raw leaf of `length` bytes: returns the place in the current slot
+   * where its bytes go (the caller reads the file straight into it), or undefined when the
+   * block must go through `write` instead (no shard open, the block would overflow the shard,
+   * or its header would straddle two slots). When the leaf does not fit in the slot, only the
+   * part that does is returned; `endLeaf` takes the rest.
+   */
+  beginLeaf(length: number): Uint8Array | undefined {
+    if (!this.open) return undefined;
+    const headLen = varint.encodingLength(RAW_CID_BYTES + length) + RAW_CID_BYTES;
+    if (this.carBytes + headLen + length > this.shardBytes) return undefined;
+    if (!this.slot) {
+      this.slot = this.hasher!.acquire();
+      this.slotLen = 0;
+    }
+    const room = SLOT_BYTES - this.slotLen - headLen;
+    if (room <= 0 || length === 0) return undefined;
+    this.leafHead = headLen;
+    this.leafLength = length;
+    const at = this.slotLen + headLen;
+    return this.slot.subarray(at, at + Math.min(room, length));
+  }
+
+  /** Completes the leaf begun with `beginLeaf`; `rest` holds its bytes that did not fit. Returns the shard index. */
+  endLeaf(cid: CID, rest: Uint8Array): number {
+    const cidBytes = cid.bytes;
+    if (cidBytes.length !== RAW_CID_BYTES || this.leafLength < 0) throw new Error('ShardWriter.endLeaf: no raw leaf begun');
+    const slot = this.slot!;
+    const n = RAW_CID_BYTES + this.leafLength;
+    varint.encode(n, slot, this.slotLen);
+    slot.set(cidBytes, this.slotLen + this.leafHead - RAW_CID_BYTES);
+    const first = this.leafHead + this.leafLength - rest.length;
+    this.leafLength = -1;
+    this.slotLen += first;
+    this.carBytes += first;
+    if (this.slotLen === SLOT_BYTES) this.flushSlot();
+    if (rest.length > 0) this.append(rest);
+    this.blocks++;
+    return this.nextIndex;
+  }
+
   private start(root: CID): void {
-    this.file = `shard-${String(this.nextIndex).padStart(6, '0')}.car`;
-    this.fd = fs.openSync(path.join(this.dir, `${this.file}.partial`), 'w');
-    this.sha = crypto.createHash('sha256');
-    this.commp = new CommPHasher();
+    if (!this.hasher) throw new Error('ShardWriter: await ready() before writing');
+    this.fd = fs.openSync(partialPath(this.dir, this.nextIndex), 'w');
     this.carBytes = 0;
     this.blocks = 0;
     this.rootCid = root.toString();
@@ -112,58 +179,90 @@ export class ShardWriter {
 
   private append(bytes: Uint8Array): void {
     this.carBytes += bytes.length;
-    if (bytes.length >= BUF_BYTES) {
-      this.drain();
-      this.emitBytes(bytes);
-      return;
-    }
-    if (this.bufLen + bytes.length > BUF_BYTES) this.drain();
-    this.buf.set(bytes, this.bufLen);
-    this.bufLen += bytes.length;
-  }
-
-  private drain(): void {
-    if (this.bufLen === 0) return;
-    this.emitBytes(this.buf.subarray(0, this.bufLen));
-    this.bufLen = 0;
-  }
-
-  private emitBytes(bytes: Uint8Array): void {
-    this.sha.update(bytes);
-    this.commp.update(bytes);
     let off = 0;
-    while (off < bytes.length) off += fs.writeSync(this.fd, bytes, off, bytes.length - off);
+    while (off < bytes.length) {
+      if (!this.slot) {
+        this.slot = this.hasher!.acquire();
+        this.slotLen = 0;
+      }
+      const take = Math.min(SLOT_BYTES - this.slotLen, bytes.length - off);
+      if (take < 64) {
+        for (let i = 0; i < take; i++) this.slot[this.slotLen + i] = bytes[off + i]!;
+      } else {
+        this.slot.set(off === 0 && take === bytes.length ? bytes : bytes.subarray(off, off + take), this.slotLen);
+      }
+      this.slotLen += take;
+      off += take;
+      if (this.slotLen === SLOT_BYTES) this.flushSlot();
+    }
   }
 
-  /** Complete the open shard: flush, fsync, rename, report. */
-  close(): ShardInfo | undefined {
-    if (!this.open) return undefined;
-    this.drain();
-    fs.fsyncSync(this.fd);
-    fs.closeSync(this.fd);
+  /** Hand the filled part of the slot to the hash thread, which writes it to the shard file and hashes it. */
+  private flushSlot(end?: { index: number }): void {
+    if (!this.slot) this.hasher!.acquire();
+    this.hasher!.publish(this.slotLen, this.fd, end?.index);
+    this.slot = undefined;
+    this.slotLen = 0;
+    this.report(this.hasher!.poll());
+  }
+
+  private report(digests: ShardDigest[]): void {
+    for (const d of digests) {
+      const s = this.sealed.shift()!;
+      if (!s || s.index !== d.index || s.carBytes !== d.carBytes) {
+        throw new Error(`shard hasher out of step: expected shard ${s?.index}/${s?.carBytes}, got ${d.index}/${d.carBytes}`);
+      }
+      fs.closeSync(s.fd);
+      const info: ShardInfo = {
+        index: s.index,
+        file: shardFileName(s.index),
+        carCid: d.carCid,
+        pieceCid: d.pieceCid,
+        rootCid: s.rootCid,
+        carBytes: s.carBytes,
+        paddedPieceBytes: d.paddedPieceBytes,
+        blocks: s.blocks,
+      };
+      this.onShard(info, s.memo);
+    }
+  }
+
+  /**
+   * Complete the open shard: its last bytes go out and the hash thread takes it over (digest,
+   * fsync, rename); `onShard` follows once that is done. The file stays open until then.
+   */
+  close(): void {
+    if (!this.open) return;
+    const index = this.nextIndex;
+    const memo = this.onClose(index);
+    this.sealed.push({ index, fd: this.fd, rootCid: this.rootCid, carBytes: this.carBytes, blocks: this.blocks, memo });
+    this.flushSlot({ index });
     this.fd = -1;
-    fs.renameSync(path.join(this.dir, `${this.file}.partial`), path.join(this.dir, this.file));
-    const piece = this.commp.digest();
-    const info: ShardInfo = {
-      index: this.nextIndex,
-      file: this.file,
-      carCid: carCidFromSha256(this.sha.digest()),
-      pieceCid: piece.pieceCid,
-      rootCid: this.rootCid,
-      carBytes: this.carBytes,
-      paddedPieceBytes: piece.paddedPieceBytes,
-      blocks: this.blocks,
-    };
     this.nextIndex++;
-    this.onShard(info);
-    return info;
+    // Each unreported shard holds a descriptor and a memo: bound them (tiny shards, slow fsync).
+    if (this.sealed.length > MAX_UNREPORTED) this.report(this.hasher!.drain(MAX_UNREPORTED));
+  }
+
+  /** Close the open shard and wait until every shard is reported. */
+  finish(): void {
+    this.close();
+    if (this.hasher) {
+      this.report(this.hasher.drain());
+      this.hasher.stop();
+    }
   }
 
   abort(): void {
+    this.hasher?.stop();
+    this.hasher = undefined;
     if (this.fd >= 0) {
       fs.closeSync(this.fd);
       this.fd = -1;
-      fs.rmSync(path.join(this.dir, `${this.file}.partial`), { force: true });
+      fs.rmSync(partialPath(this.dir, this.nextIndex), { force: true });
+    }
+    for (const s of this.sealed.splice(0)) {
+      fs.closeSync(s.fd);
+      fs.rmSync(partialPath(this.dir, s.index), { force: true });
     }
   }
 }

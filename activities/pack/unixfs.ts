@@ -4,6 +4,7 @@
  * HAMT-sharded directories above. Node encoding is @ipld/unixfs's; this file only drives the
  * layout as a stream so that packing can checkpoint, resume and run off the event loop.
  */
+import crypto from 'node:crypto';
 import * as UnixFS from '@ipld/unixfs';
 import type { CID } from 'multiformats/cid';
 import { cidOf, DAG_PB_CODE, RAW_CODE, sha256 } from './cids.js';
@@ -29,9 +30,20 @@ export interface DirEntry {
   dagByteLength: number;
 }
 
-/** Streaming balanced-layout file builder; mirrors @ipld/unixfs's balanced layout exactly. */
+/** The CID of a raw leaf whose bytes are `parts`, in order. */
+export function rawLeafCid(...parts: Uint8Array[]): CID {
+  if (parts.length === 1) return cidOf(RAW_CODE, sha256(parts[0]!));
+  const h = crypto.createHash('sha256');
+  for (const p of parts) h.update(p);
+  return cidOf(RAW_CODE, h.digest());
+}
+
+/**
+ * Streaming balanced-layout file builder; mirrors @ipld/unixfs's balanced layout exactly.
+ * Leaves are emitted as they come, so a caller may also write a leaf itself and only
+ * announce it (`addLeaf`); a one-leaf file is that raw leaf.
+ */
 export class FileBuilder {
-  private head: FileLink | null = null;
   private leaves: FileLink[] = [];
   /** rows[d] = pending nodes at depth d+1 */
   private rows: FileLink[][] = [];
@@ -42,29 +54,19 @@ export class FileBuilder {
     private readonly width = FILE_WIDTH,
   ) {}
 
-  /** Add one leaf chunk (≤ 1 MiB). */
+  /** Add one leaf chunk (≤ 1 MiB): emits it as a raw block. */
   async addChunk(chunk: Uint8Array): Promise<void> {
-    const cid = cidOf(RAW_CODE, sha256(chunk));
-    const link = { cid, contentByteLength: chunk.byteLength, dagByteLength: chunk.byteLength };
-    // The first chunk is held back: a one-chunk file is the raw leaf itself.
-    if (this.leafCount === 0 && this.head === null) {
-      this.head = link;
-      this.headBytes = new Uint8Array(chunk); // a copy: the caller reuses its buffer (Buffer#slice would not copy)
-      return;
-    }
-    if (this.head) {
-      await this.emit({ cid: this.head.cid, bytes: this.headBytes! });
-      this.leaves.push(this.head);
-      this.leafCount++;
-      this.head = null;
-      this.headBytes = null;
-    }
+    const cid = rawLeafCid(chunk);
     await this.emit({ cid, bytes: chunk });
-    this.leaves.push(link);
+    await this.addLeaf(cid, chunk.byteLength);
+  }
+
+  /** Add a raw leaf of `length` bytes that the caller has already written. */
+  async addLeaf(cid: CID, length: number): Promise<void> {
+    this.leaves.push({ cid, contentByteLength: length, dagByteLength: length });
     this.leafCount++;
     if (this.leaves.length > this.width) await this.flush(false);
   }
-  private headBytes: Uint8Array | null = null;
 
   private async branch(parts: FileLink[]): Promise<FileLink> {
     const bytes = UnixFS.encode({ type: UnixFS.NodeType.File, layout: 'advanced', parts } as never);
@@ -101,22 +103,16 @@ export class FileBuilder {
 
   /** Finish the file and return the link to its root. */
   async close(): Promise<FileLink> {
-    if (this.head) {
-      await this.emit({ cid: this.head.cid, bytes: this.headBytes! });
-      const link = this.head;
-      this.head = null;
-      return link;
-    }
     if (this.leafCount === 0) {
       const empty = new Uint8Array(0);
-      const cid = cidOf(RAW_CODE, sha256(empty));
+      const cid = rawLeafCid(empty);
       await this.emit({ cid, bytes: empty });
       return { cid, contentByteLength: 0, dagByteLength: 0 };
     }
+    if (this.leafCount === 1) return this.leaves[0]!;
     // Mirror @ipld/unixfs: flush with close; the last made node is the root when the
     // top row holds one node, otherwise a new node over the top row is the root.
-    const made = await this.closeRows();
-    return made;
+    return this.closeRows();
   }
 
   private async closeRows(): Promise<FileLink> {

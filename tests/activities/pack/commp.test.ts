@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Piece } from '@web3-storage/data-segment';
 import {
+  BATCH_BYTES,
   CommPHasher,
   commpOf,
   hashBackend,
@@ -149,3 +150,40 @@ test('digest() does not disturb the hasher: can keep writing after it', () => {
   }
 });
 
+
+test('whole batches from another hasher (batchRoot + pushBatchRoot) give the same piece as streaming', () => {
+  const size = 3 * BATCH + 5000;
+  const bytes = prng(size, 1234);
+  const helper = new CommPHasher();
+  const h = new CommPHasher();
+  const root = new Uint8Array(32);
+  for (let b = 0; b < 3; b++) {
+    helper.batchRoot(bytes.subarray(b * BATCH, (b + 1) * BATCH), root);
+    h.pushBatchRoot(root);
+  }
+  h.update(bytes.subarray(3 * BATCH));
+  assertMatches(h.digest(), reference(bytes), size, 'batch roots + tail');
+  assert.equal(BATCH_BYTES, BATCH);
+  assert.throws(() => h.pushBatchRoot(root), /batch boundary/);
+});
+
+test('batches hashed in place (aligned, shared memory) and staged (unaligned) agree', () => {
+  const size = 2 * BATCH + 77;
+  const data = prng(size, 555);
+  const shared = new Uint8Array(new SharedArrayBuffer(size + 8));
+  shared.set(data, 4); // 4-byte aligned: hashed in place
+  const odd = new Uint8Array(size + 8);
+  odd.set(data, 3); // unaligned: staged
+  const expected = reference(data);
+  assertMatches(commpOf(shared.subarray(4, 4 + size)), expected, size, 'aligned shared');
+  assertMatches(commpOf(odd.subarray(3, 3 + size)), expected, size, 'unaligned');
+});
+
+test('reset() starts a new piece with the same hasher', () => {
+  const h = new CommPHasher();
+  h.update(prng(BATCH + 10, 1));
+  h.reset();
+  const bytes = prng(5000, 2);
+  h.update(bytes);
+  assertMatches(h.digest(), reference(bytes), 5000, 'after reset');
+});

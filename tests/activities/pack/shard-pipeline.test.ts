@@ -1,0 +1,151 @@
+/**
+ * The two-thread shard pipeline: piece CIDs equal data-segment's on the shard files themselves,
+ * CAR CIDs equal the files' sha256, the CommP work split between threads changes nothing, a
+ * failure on the hash thread reaches the packer, and a pack killed mid-way resumes to the same
+ * shards as an uninterrupted one.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import { Piece } from '@web3-storage/data-segment';
+import { CID } from 'multiformats/cid';
+import { scanLocal } from '../../../activities/ingest/scan.js';
+import { carCidFromSha256, cidOf, RAW_CODE } from '../../../activities/pack/cids.js';
+import { CHECKPOINT, FILES, runPack } from '../../../activities/pack/packer.js';
+import { SLOT_BYTES } from '../../../activities/pack/shard-hasher.js';
+import { ShardWriter, type ShardInfo } from '../../../activities/pack/shard-writer.js';
+import { bytesOf, tmpDir, writeTree } from '../../helpers/env.js';
+
+const MiB = 1024 * 1024;
+
+function checkpointShards(dir: string): ShardInfo[] {
+  return (JSON.parse(fs.readFileSync(path.join(dir, CHECKPOINT), 'utf8')) as { shards: ShardInfo[] }).shards;
+}
+
+/** Every shard file matches its record: size, CAR CID (sha256) and piece CID (data-segment). */
+function assertShardsMatchFiles(dir: string, shards: ShardInfo[]): void {
+  for (const s of shards) {
+    const bytes = fs.readFileSync(path.join(dir, s.file));
+    assert.equal(bytes.length, s.carBytes, `${s.file}: size`);
+    assert.equal(s.carCid, carCidFromSha256(crypto.createHash('sha256').update(bytes).digest()), `${s.file}: CAR CID`);
+    const piece = Piece.fromPayload(bytes);
+    assert.equal(s.pieceCid, piece.toString(), `${s.file}: piece CID`);
+    assert.equal(s.paddedPieceBytes, Number(piece.size), `${s.file}: padded size`);
+  }
+}
+
+async function pack(src: string, dir: string, shardBytes: number) {
+  const listingPath = path.join(dir, 'listing.ndjson');
+  await scanLocal(src, listingPath);
+  return runPack({ sourceRoot: src, listingPath, dir, shardBytes });
+}
+
+describe('shard pipeline', () => {
+  it('gives every shard of a multi-shard dataset the piece CID data-segment computes from the shard file', async () => {
+    const root = tmpDir();
+    const src = path.join(root, 'src');
+    // Shards larger than two ring slots, files split across shards, small files and odd sizes.
+    writeTree(src, {
+      'big/a.bin': bytesOf(9 * MiB + 123, 'a'),
+      'big/b.bin': bytesOf(5 * MiB - 7, 'b'),
+      'small/1.txt': 'one',
+      'small/2.bin': bytesOf(70 * 1024, 'c'),
+      'small/empty': Buffer.alloc(0),
+      'c.bin': bytesOf(MiB + 1, 'd'),
+    });
+    const dir = path.join(root, 'stage');
+    const shardBytes = Math.floor(2.5 * SLOT_BYTES);
+    const r = await pack(src, dir, shardBytes);
+    const shards = checkpointShards(dir);
+    assert.ok(r.shards >= 2, `${r.shards} shards`);
+    assert.ok(shards.some((s) => s.carBytes > 2 * SLOT_BYTES), 'a shard spans more than two ring slots');
+    assert.deepEqual(shards.map((s) => s.index), shards.map((_, i) => i));
+    assertShardsMatchFiles(dir, shards);
+  });
+
+  for (const [label, helpWhenQueued] of [['hashes all CommP on the hash thread', Infinity], ['hashes CommP batches on the packing thread', 0]] as const) {
+    it(`reports shards in order with digests of their bytes when it ${label}`, async () => {
+      const dir = tmpDir();
+      const infos: ShardInfo[] = [];
+      const closed: number[] = [];
+      const writer = new ShardWriter<number>(dir, 2 * SLOT_BYTES + 1000, 0, (info, memo) => {
+        assert.equal(memo, info.index);
+        infos.push(info);
+      }, (i) => {
+        closed.push(i);
+        return i;
+      }, { helpWhenQueued });
+      await writer.ready();
+      for (let i = 0; i < 30; i++) {
+        const data = bytesOf(i % 3 === 0 ? 1000 + i : MiB - i, `blk${i}`);
+        const cid = cidOf(RAW_CODE, crypto.createHash('sha256').update(data).digest());
+        if (writer.wouldOverflow(cid, data)) writer.close();
+        writer.write(cid, data);
+      }
+      writer.finish();
+      assert.deepEqual(closed, infos.map((s) => s.index));
+      assert.ok(infos.length >= 3);
+      assert.deepEqual(fs.readdirSync(dir).filter((f) => f.endsWith('.partial')), []);
+      assertShardsMatchFiles(dir, infos);
+    });
+  }
+
+  it('surfaces a failure of the hash thread on the packing thread', async () => {
+    const dir = tmpDir();
+    const writer = new ShardWriter(dir, 64 * MiB, 0, () => {});
+    await writer.ready();
+    const data = bytesOf(1000, 'x');
+    writer.write(cidOf(RAW_CODE, crypto.createHash('sha256').update(data).digest()), data);
+    // The shard cannot be renamed into place once its directory is gone.
+    fs.rmSync(dir, { recursive: true, force: true });
+    assert.throws(() => writer.finish(), (err: Error & { code?: string }) => err.name === 'ShardHashError' && err.code === 'ENOENT');
+    writer.abort();
+  });
+
+  it('resumes a pack killed mid-way to the same shards, files and root as an uninterrupted pack', async () => {
+    const root = tmpDir();
+    const src = path.join(root, 'src');
+    const files: Record<string, Buffer> = {};
+    for (let i = 0; i < 6; i++) files[`part-${i}.bin`] = bytesOf(3 * MiB + 1000 * i, `p${i}`);
+    for (let i = 0; i < 50; i++) files[`many/f${i}.txt`] = bytesOf(100 + i, `s${i}`);
+    writeTree(src, files);
+    const shardBytes = MiB + 4096;
+
+    const clean = path.join(root, 'clean');
+    const reference = await pack(src, clean, shardBytes);
+
+    const dir = path.join(root, 'killed');
+    const listingPath = path.join(dir, 'listing.ndjson');
+    await scanLocal(src, listingPath);
+    const packer = new URL('../../../activities/pack/packer.js', import.meta.url).href;
+    const script = `import { runPack } from ${JSON.stringify(packer)};
+      await runPack(${JSON.stringify({ sourceRoot: src, listingPath, dir, shardBytes })});`;
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: 'ignore' });
+    const exited = new Promise((r) => child.once('exit', r));
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      const done = fs.existsSync(path.join(dir, CHECKPOINT)) && checkpointShards(dir).length >= 4;
+      if (done) break;
+      assert.ok(Date.now() < deadline, 'the child never checkpointed 4 shards');
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    child.kill('SIGKILL');
+    await exited;
+    const kept = checkpointShards(dir).length;
+    assert.ok(kept < reference.shards, `killed after ${kept} of ${reference.shards} shards: too late to test a resume`);
+
+    const resumed = await runPack({ sourceRoot: src, listingPath, dir, shardBytes });
+    assert.equal(resumed.resumedFromShard, kept);
+    assert.equal(resumed.rootCid, reference.rootCid);
+    assert.equal(resumed.shards, reference.shards);
+    assert.deepEqual(checkpointShards(dir), checkpointShards(clean));
+    assert.equal(fs.readFileSync(path.join(dir, FILES), 'utf8'), fs.readFileSync(path.join(clean, FILES), 'utf8'));
+    for (const s of checkpointShards(dir)) {
+      assert.ok(fs.readFileSync(path.join(dir, s.file)).equals(fs.readFileSync(path.join(clean, s.file))), `${s.file} bytes`);
+    }
+    assert.ok(CID.parse(resumed.rootCid));
+  });
+});
