@@ -15,8 +15,9 @@
  * - padding = 127 * 2^ceil(log2(max(1, quads))) - payloadBytes (data-segment's
  *   `Unpadded.toPadding`).
  *
- * Speed: payload bytes are staged into a fixed batch buffer of BATCH_QUADS quads (a whole batch
- * at a 4-byte-aligned address is used in place, without staging). A full batch is fr32-padded on 32-bit words (groups of 4 quads = 127 input words are word aligned)
+ * Speed: payload bytes are staged into a fixed batch buffer of BATCH_QUADS quads (2 MiB). A full
+ * batch is fr32-padded on 32-bit words (groups of 4 quads = 127 input words are word aligned) by
+ * WebAssembly SIMD (fr32-wasm.ts; the JavaScript word loop is the fallback and the reference)
  * and then reduced level by level, one native `@chainsafe/hashtree` call per level, down to a
  * single subtree root which is pushed on an O(log n) stack of pending roots (binary counter).
  * Memory is bounded (~5 MiB of buffers per hasher) regardless of payload size. `batchRoot` and

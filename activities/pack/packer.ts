@@ -10,6 +10,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import readline from 'node:readline';
+import { base32 } from 'multiformats/bases/base32';
 import { CID } from 'multiformats/cid';
 import { FileChangedError, showPath, UnreadableFileError, SourceNotFoundError, StagingMissingError } from '../errors.js';
 import type { ListingLine } from '../ingest/scan.js';
@@ -72,6 +73,12 @@ export interface PackProgress {
   files: number;
   bytes: number;
 }
+
+/**
+ * `cid.toString()` for our (v1) CIDs, without the string cache multiformats keeps on each CID:
+ * the entries of an open directory stay in memory, and that cache would more than double them.
+ */
+const cidString = (cid: CID): string => base32.encode(cid.bytes);
 
 export const CHECKPOINT = 'pack-checkpoint.json';
 export const FILES = 'files.ndjson';
@@ -154,7 +161,7 @@ export async function runPack(opts: PackOptions, onProgress: (p: PackProgress) =
       version: 1,
       event: eventIndex,
       skipBlocks: eventWritten,
-      dirs: stack.map((d) => ({ name: d.name, entries: d.entries.map((e) => [e.name, e.cid.toString(), e.dagByteLength]) })),
+      dirs: stack.map((d) => ({ name: d.name, entries: d.entries.map((e) => [e.name, cidString(e.cid), e.dagByteLength]) })),
       filesBytes,
       files,
       bytes,
@@ -186,11 +193,13 @@ export async function runPack(opts: PackOptions, onProgress: (p: PackProgress) =
   };
 
   const chunk = Buffer.allocUnsafe(CHUNK_BYTES + 1);
-  const dirPath = () => stack.slice(1).map((d) => d.name).join('/');
+  /** Path of the open directory below the root (reset whenever the stack changes). */
+  let openDirPath: string | undefined;
+  const dirPath = () => (openDirPath ??= stack.slice(1).map((d) => d.name).join('/'));
 
   const packFile = async (name: string, size: number, mtimeMs: number, src: string): Promise<void> => {
     const rel = stack.length > 1 ? `${dirPath()}/${name}` : name;
-    const abs = path.join(opts.sourceRoot, ...src.split('/'));
+    const abs = path.join(opts.sourceRoot, src);
     let fd: number;
     try {
       fd = fs.openSync(abs, 'r');
@@ -283,7 +292,7 @@ export async function runPack(opts: PackOptions, onProgress: (p: PackProgress) =
         size,
         mtimeMs,
         sha256: sha ? sha.digest('hex') : Buffer.from(link.cid.multihash.digest).toString('hex'),
-        cid: link.cid.toString(),
+        cid: cidString(link.cid),
         shards: [eventFirstShard < 0 ? lastShard : eventFirstShard, lastShard],
       };
       if (rec.shards[0] !== rec.shards[1]) rec.ranges = eventRanges;
@@ -301,14 +310,14 @@ export async function runPack(opts: PackOptions, onProgress: (p: PackProgress) =
   };
   let bytesSinceReport = 0;
 
-  if (!fs.existsSync(opts.sourceRoot)) throw new SourceNotFoundError(`source vanished: ${showPath(opts.sourceRoot)}`);
-
-  // Before the listing is opened: readline drops lines emitted before iteration starts.
-  await writer.ready();
-  const rl = readline.createInterface({ input: fs.createReadStream(opts.listingPath), crlfDelay: Infinity });
+  let rl: readline.Interface | undefined;
   let index = -1;
   let rootCid: CID | undefined;
   try {
+    if (!fs.existsSync(opts.sourceRoot)) throw new SourceNotFoundError(`source vanished: ${showPath(opts.sourceRoot)}`);
+    // Before the listing is opened: readline drops the lines it reads before iteration starts.
+    await writer.ready();
+    rl = readline.createInterface({ input: fs.createReadStream(opts.listingPath), crlfDelay: Infinity });
     for await (const text of rl) {
       index++;
       if (index < resumeEvent) continue;
@@ -320,6 +329,7 @@ export async function runPack(opts: PackOptions, onProgress: (p: PackProgress) =
       switch (ev[0]) {
         case 'D':
           stack.push({ name: ev[1], entries: [] });
+          openDirPath = undefined;
           break;
         case 'F':
           await packFile(ev[1], ev[2], ev[3], ev[4]);
@@ -328,6 +338,7 @@ export async function runPack(opts: PackOptions, onProgress: (p: PackProgress) =
           const top = stack[stack.length - 1]!;
           const link = await encodeDirectory(top.entries, emit);
           stack.pop();
+          openDirPath = undefined;
           if (stack.length > 0) stack[stack.length - 1]!.entries.push({ name: top.name, cid: link.cid, dagByteLength: link.dagByteLength });
           else rootCid = link.cid;
           break;
@@ -358,7 +369,7 @@ export async function runPack(opts: PackOptions, onProgress: (p: PackProgress) =
     writer.abort();
     throw err;
   } finally {
-    rl.close();
+    rl?.close();
     fs.closeSync(filesFd);
   }
 }

@@ -1,7 +1,8 @@
 /**
- * Worker-thread entry of the shard hasher (see shard-hasher.ts): consumes CAR bytes from the
- * shared ring in order, appends them to the shard file, feeds sha2-256 and CommP, and at each end marker digests the shard,
- * fsyncs and renames its file and reports, in shard order.
+ * Worker-thread entry of the shard hasher (see shard-hasher.ts): takes CAR bytes from the shared
+ * ring in order, appends them to the shard file and feeds sha2-256 and CommP (or takes the CommP
+ * batch roots the packing thread computed); at each end marker it digests the shard, fsyncs and
+ * renames its file, and reports, in shard order.
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -96,7 +97,8 @@ async function run(): Promise<void> {
       for (let off = 0; off < len; ) off += fs.writeSync(fd, view, off, len - off);
       sha.update(view);
       if (flags & FLAG_ROOTS) {
-        for (let b = 0; b < BATCHES_PER_SLOT; b++) commp.pushBatchRoot(roots.subarray((s * BATCHES_PER_SLOT + b) * 32, (s * BATCHES_PER_SLOT + b + 1) * 32));
+        // A full slot is whole batches of this shard's CAR stream (see SLOT_BYTES).
+        for (let b = s * BATCHES_PER_SLOT; b < (s + 1) * BATCHES_PER_SLOT; b++) commp.pushBatchRoot(roots.subarray(b * 32, b * 32 + 32));
       } else {
         commp.update(view);
       }
