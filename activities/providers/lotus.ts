@@ -36,6 +36,7 @@ import * as dagCbor from '@ipld/dag-cbor';
 import { CID } from 'multiformats/cid';
 import * as Digest from 'multiformats/hashes/digest';
 import { varint } from 'multiformats';
+import { rangeOfBody } from './http-range.js';
 import type { LotusProviderConfig } from '../../config/schema.js';
 import {
   ConfigError, DeletionUnsupportedError, InsufficientFundsError, IntegrityError, PieceNotFoundError, PieceSizeExceededError,
@@ -421,21 +422,8 @@ export class LotusProvider implements StorageProvider {
       if (res.status !== 206 && res.status !== 200) {
         throw new ProviderUnavailableError(`retrieval answered HTTP ${res.status} ${self.where(piece.pieceCid)}`);
       }
-      let skip = res.status === 200 ? offset : 0;
-      let left = last - offset + 1;
       try {
-        for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-          let c = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-          if (skip > 0) {
-            const n = Math.min(skip, c.length);
-            c = c.subarray(n);
-            skip -= n;
-          }
-          if (c.length > left) c = c.subarray(0, left);
-          left -= c.length;
-          if (c.length > 0) yield c;
-          if (left === 0) break;
-        }
+        yield* rangeOfBody(res.body as unknown as AsyncIterable<Uint8Array>, res.status, offset, last);
       } catch (err) {
         if (o.signal?.aborted) throw err;
         throw new ProviderUnavailableError(`retrieval broke off ${self.where(piece.pieceCid)}: ${(err as Error).message}`, { cause: err });

@@ -30,6 +30,7 @@
  */
 import crypto from 'node:crypto';
 import { Readable } from 'node:stream';
+import { rangeOfBody } from './http-range.js';
 import type { Chain } from '@filoz/synapse-core/chains';
 import type { PieceCID } from '@filoz/synapse-core/piece';
 import type { PDPProvider, Synapse } from '@filoz/synapse-sdk';
@@ -446,21 +447,8 @@ export class SynapseProvider implements StorageProvider {
       if (res.status === 404) throw new PieceNotFoundError(`piece not stored ${self.where(piece.pieceCid)}`);
       if (res.status === 416) return;
       if (res.status !== 206 && res.status !== 200) throw self.httpError(res.status, `retrieval answered HTTP ${res.status}`, 'read', piece.pieceCid);
-      let skip = res.status === 200 ? offset : 0; // a server that ignores Range sends everything
-      let left = last - offset + 1;
       try {
-        for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-          let c = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-          if (skip > 0) {
-            const n = Math.min(skip, c.length);
-            c = c.subarray(n);
-            skip -= n;
-          }
-          if (c.length > left) c = c.subarray(0, left);
-          left -= c.length;
-          if (c.length > 0) yield c;
-          if (left === 0) break;
-        }
+        yield* rangeOfBody(res.body as unknown as AsyncIterable<Uint8Array>, res.status, offset, last);
       } catch (err) {
         throw self.typed(err, 'read', piece.pieceCid);
       }
