@@ -8,12 +8,11 @@ import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { Piece as DsPiece } from '@web3-storage/data-segment';
-import { ProvenantError } from '../../../activities/errors.js';
 import { pieceCidV2, pieceInfo } from '../../../activities/providers/lotus.js';
 import type { PieceRef } from '../../../activities/providers/provider.js';
 import { FilecoinSim } from '../../sim/filecoin-sim.js';
 import { lotusProvider } from '../../sim/fixtures.js';
-import { carOf, collect, piece } from './fixtures.js';
+import { collect, isFailure, piece, shardOf } from './fixtures.js';
 
 const DAY = 2880;
 let sim: FilecoinSim;
@@ -24,19 +23,9 @@ after(async () => {
   await sim.stop();
 });
 
-async function shard(seed: string, approxBytes = 40_000): Promise<{ bytes: Buffer; ref: PieceRef }> {
-  const { bytes, rootCid } = await carOf(approxBytes, seed);
-  return { bytes, ref: piece(bytes, rootCid) };
-}
+const shard = (seed: string, approxBytes = 40_000) => shardOf(seed, approxBytes);
 
-function failure(name: string, retryable: boolean) {
-  return (e: Error) => {
-    assert.ok(ProvenantError.is(e), `expected a ProvenantError, got ${e.name}: ${e.message}`);
-    assert.equal(e.name, name, e.message);
-    assert.equal(e.retryable, retryable);
-    return true;
-  };
-}
+const failure = isFailure;
 
 const days = (iso?: string) => (Date.parse(iso!) - Date.now()) / 86_400_000;
 /** The simulated chain's deal for a piece (the latest). */

@@ -7,11 +7,9 @@
 import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
-import { ProvenantError } from '../../../activities/errors.js';
-import type { PieceRef } from '../../../activities/providers/provider.js';
 import { FilecoinSim } from '../../sim/filecoin-sim.js';
 import { simWallet, synapseProvider } from '../../sim/fixtures.js';
-import { carOf, collect, piece } from './fixtures.js';
+import { collect, isFailure, piece, shardOf } from './fixtures.js';
 
 const USDFC = 10n ** 18n;
 const DAY = 2880;
@@ -23,20 +21,9 @@ after(async () => {
   await sim.stop();
 });
 
-async function shard(seed: string, approxBytes = 50_000): Promise<{ bytes: Buffer; ref: PieceRef }> {
-  const { bytes, rootCid } = await carOf(approxBytes, seed);
-  return { bytes, ref: piece(bytes, rootCid) };
-}
+const shard = (seed: string, approxBytes = 50_000) => shardOf(seed, approxBytes);
 
-/** The error's class name, after checking it is one of ours with the expected retryability. */
-function failure(name: string, retryable: boolean) {
-  return (e: Error) => {
-    assert.ok(ProvenantError.is(e), `expected a ProvenantError, got ${e.name}: ${e.message}`);
-    assert.equal(e.name, name, e.message);
-    assert.equal(e.retryable, retryable);
-    return true;
-  };
-}
+const failure = isFailure;
 
 describe('synapse provider on the simulated network: store and commit', () => {
   it('a commit not yet on chain is reported as CommitPendingError and never re-uploaded or re-sent', async () => {

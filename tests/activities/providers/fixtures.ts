@@ -1,5 +1,7 @@
 /** Shared by the provider tests: pieces made from bytes, and providers wired to test servers. */
+import assert from 'node:assert/strict';
 import type { Readable } from 'node:stream';
+import { ProvenantError } from '../../../activities/errors.js';
 import { CarWriter } from '@ipld/car/writer';
 import { CID } from 'multiformats/cid';
 import * as raw from 'multiformats/codecs/raw';
@@ -64,4 +66,20 @@ export function s3Provider(
 
 export function kuboProvider(kubo: Pick<KuboServer, 'apiUrl'>, over: Partial<KuboProviderConfig> = {}, env: NodeJS.ProcessEnv = {}): KuboProvider {
   return new KuboProvider(KuboProviderSchema.parse({ kind: 'kubo', id: 'kubo-test', apiUrl: kubo.apiUrl, ...over }), env);
+}
+
+/** A CAR of about `approxBytes` and its piece reference. */
+export async function shardOf(seed: string, approxBytes: number): Promise<{ bytes: Buffer; ref: PieceRef }> {
+  const { bytes, rootCid } = await carOf(approxBytes, seed);
+  return { bytes, ref: piece(bytes, rootCid) };
+}
+
+/** An assert.rejects check: one of our typed errors, with this name and retryability. */
+export function isFailure(name: string, retryable: boolean) {
+  return (e: Error) => {
+    assert.ok(ProvenantError.is(e), `expected a ProvenantError, got ${e.name}: ${e.message}`);
+    assert.equal(e.name, name, e.message);
+    assert.equal(e.retryable, retryable);
+    return true;
+  };
 }
