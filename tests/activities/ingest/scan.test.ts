@@ -4,7 +4,8 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { scanLocal } from '../../../activities/ingest/scan.js';
+import { InvalidFileNameError, SymlinkEscapesRootError } from '../../../activities/errors.js';
+import { scanLocal, type ScanProgress } from '../../../activities/ingest/scan.js';
 import { runPack } from '../../../activities/pack/packer.js';
 import { tmpDir, writeTree } from '../../helpers/env.js';
 
@@ -15,6 +16,35 @@ function setup(files: Record<string, string | Buffer>) {
   const src = path.join(root, 'src');
   writeTree(src, files);
   return { root, src, listing: path.join(root, 'stage', 'listing.ndjson') };
+}
+
+/**
+ * The listing scanLocal must produce, built the plainest way: recursion, raw names sorted as
+ * bytes, links followed by stat/realpath, one JSON.stringify per line.
+ */
+function referenceListing(root: string): string {
+  const realRoot = fs.realpathSync(root);
+  const lines: unknown[] = [];
+  const walk = (real: string, name: string) => {
+    lines.push(['D', name]);
+    for (const raw of fs.readdirSync(real, { encoding: 'buffer' }).sort(Buffer.compare)) {
+      const n = raw.toString('utf8');
+      const target = fs.realpathSync(path.join(real, n));
+      const st = fs.statSync(target);
+      if (st.isDirectory()) walk(target, n);
+      else if (st.isFile()) lines.push(['F', n, st.size, Math.trunc(st.mtimeMs), path.relative(realRoot, target)]);
+    }
+    lines.push(['E']);
+  };
+  walk(realRoot, '');
+  return lines.map((l) => JSON.stringify(l) + '\n').join('');
+}
+
+/** A tree of `count` files in `dirs` directories, each with a link to `big/`, a directory of `count` files. */
+function fanOut(src: string, count: number, links: number) {
+  fs.mkdirSync(path.join(src, 'big'), { recursive: true });
+  for (let i = 0; i < count; i++) fs.writeFileSync(path.join(src, 'big', `f${i}`), 'x');
+  for (let i = 0; i < links; i++) fs.symlinkSync('big', path.join(src, `l${String(i).padStart(4, '0')}`));
 }
 
 describe('scanLocal', () => {
@@ -90,6 +120,99 @@ describe('scanLocal', () => {
     } else {
       await assert.rejects(scanLocal(src, path.join(root, 'l.ndjson')), isError('UnreadableFileError'));
     }
+  });
+});
+
+describe('scanLocal at scale, progress and cancellation', () => {
+  it('writes exactly the reference listing for a larger tree with odd names, links and nesting', async (t) => {
+    const files: Record<string, string> = {};
+    // Long names push the listing past one write batch (~1 MiB) and the progress steps.
+    for (let d = 0; d < 30; d++) {
+      for (let f = 0; f < 100; f++) files[`d${d}/${'n'.repeat(150)}-${f}.bin`] = 'x'.repeat((d * 100 + f) % 97);
+    }
+    // Byte order differs from UTF-16 order for the last two (U+FF61 is EF BD A1, U+1F600 is F0 9F 98 80).
+    for (const n of ['a', 'Z', '_', ' space', 'é.txt', 'a"b\\c', 'new\nline', '日本語', '\uFF61', '\u{1F600}']) files[`odd/${n}`] = n;
+    files['deep/1/2/3/4/5/6/7/leaf.txt'] = 'leaf';
+    const { root, src, listing } = setup(files);
+    t.after(() => fs.rmSync(root, { recursive: true, force: true }));
+    fs.mkdirSync(path.join(src, 'empty'));
+    fs.symlinkSync('d3', path.join(src, 'link-dir'));
+    fs.symlinkSync(`../d7/${'n'.repeat(150)}-5.bin`, path.join(src, 'odd', 'link-file'));
+    assert.equal(spawnSync('mkfifo', [path.join(src, 'odd', 'pipe')]).status, 0);
+
+    const progress: ScanProgress[] = [];
+    const r = await scanLocal(src, listing, (p) => progress.push(p));
+    const expected = referenceListing(src);
+    assert.ok(expected.length > 1 << 20, 'listing spans more than one write batch');
+    assert.equal(fs.readFileSync(listing, 'utf8'), expected);
+    assert.equal(r.files, 3000 + 10 + 1 + 100 + 1);
+    assert.equal(r.dirs, 1 + 30 + 1 + 8 + 1 + 1);
+    assert.equal(r.symlinksFollowed, 2);
+    assert.deepEqual(r.specials, ['odd/pipe']);
+    assert.equal(r.bytes, expected.split('\n').filter((l) => l.startsWith('["F"')).reduce((n, l) => n + JSON.parse(l)[2], 0));
+    assert.equal(fs.existsSync(`${listing}.tmp`), false);
+
+    // Progress: while scanning (every 1000 files at most) and once at the end with the totals.
+    assert.ok(progress.length >= 4, `progress called ${progress.length} times`);
+    for (let i = 1; i < progress.length; i++) assert.ok(progress[i].files >= progress[i - 1].files);
+    assert.deepEqual(progress.at(-1), { files: r.files, bytes: r.bytes });
+  });
+
+  it('re-creates the typed errors of the scan thread with their own class', async () => {
+    const { root, src, listing } = setup({ 'ok.txt': 'x' });
+    fs.symlinkSync(root, path.join(src, 'up'));
+    await assert.rejects(scanLocal(src, listing), (err) => err instanceof SymlinkEscapesRootError);
+    const { src: src2, listing: l2 } = setup({ 'ok.txt': 'x' });
+    fs.writeFileSync(Buffer.concat([Buffer.from(src2 + '/'), Buffer.from([0xf0, 0x9f, 0x98])]), 'truncated UTF-8');
+    await assert.rejects(scanLocal(src2, l2), (err) => err instanceof InvalidFileNameError);
+    assert.equal(fs.existsSync(`${l2}.tmp`), false);
+  });
+
+  it('stops the walk when the signal aborts, leaving neither listing nor temporary file', async (t) => {
+    // 300 links to a 1000-file directory: 301,000 files to list, far more than one progress step.
+    const { root, src, listing } = setup({});
+    t.after(() => fs.rmSync(root, { recursive: true, force: true }));
+    fanOut(src, 1000, 300);
+    const ac = new AbortController();
+    const reason = new Error('cancelled by test');
+    let calls = 0;
+    await assert.rejects(
+      scanLocal(src, listing, () => {
+        calls++;
+        ac.abort(reason);
+      }, ac.signal),
+      (err) => err === reason,
+    );
+    assert.ok(calls >= 1);
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(fs.existsSync(`${listing}.tmp`), false, 'temporary listing removed');
+    assert.equal(fs.existsSync(listing), false);
+
+    // Already aborted: nothing starts.
+    await assert.rejects(scanLocal(src, listing, undefined, AbortSignal.abort(reason)), (err) => err === reason);
+    assert.equal(fs.existsSync(`${listing}.tmp`), false);
+
+    // Aborted while the root is still being checked, before the thread starts.
+    const early = new AbortController();
+    const pending = scanLocal(src, listing, undefined, early.signal);
+    early.abort(reason);
+    await assert.rejects(pending, (err) => err === reason);
+    assert.equal(fs.existsSync(`${listing}.tmp`), false);
+
+    // A throwing progress callback fails the scan the same way.
+    const boom = new Error('progress failed');
+    await assert.rejects(scanLocal(src, listing, () => { throw boom; }), (err) => err === boom);
+    assert.equal(fs.existsSync(`${listing}.tmp`), false);
+    assert.equal(fs.existsSync(listing), false);
+  });
+
+  it('follows many links to the same directory (not a loop) and lists each', async () => {
+    const { src, listing } = setup({});
+    fanOut(src, 50, 20);
+    const r = await scanLocal(src, listing);
+    assert.equal(r.files, 50 * 21);
+    assert.equal(r.symlinksFollowed, 20);
+    assert.equal(fs.readFileSync(listing, 'utf8'), referenceListing(src));
   });
 });
 
