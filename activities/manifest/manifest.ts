@@ -10,7 +10,6 @@ import path from 'node:path';
 import readline from 'node:readline';
 import * as dagJson from '@ipld/dag-json';
 import { CarBlockIterator } from '@ipld/car/iterator';
-import { CarIndexer } from '@ipld/car/indexer';
 import { CID } from 'multiformats/cid';
 import varint from 'varint';
 import { z } from 'zod';
@@ -19,7 +18,8 @@ import { CommPHasher } from '../pack/commp.js';
 import type { FileRecord } from '../pack/packer.js';
 import type { ShardInfo } from '../pack/shard-writer.js';
 import { carHeader } from '../pack/shard-writer.js';
-import { IntegrityError, ManifestInvalidError, PieceSizeExceededError } from '../errors.js';
+import { IntegrityError, ManifestInvalidError, PieceSizeExceededError, StagingMissingError } from '../errors.js';
+import { blockIndexName, readBlockIndex } from '../pack/block-index.js';
 import type { PieceRef } from '../providers/provider.js';
 
 export const MANIFEST_TYPE = 'provenant/manifest';
@@ -124,9 +124,8 @@ export async function writeManifest(
   const indexCids: string[] = [];
   const stagingDir = path.dirname(filesPath);
   for (const s of shards) {
-    const blocks: [number, number, string][] = [];
-    const indexer = await CarIndexer.fromIterable(fs.createReadStream(path.join(stagingDir, s.file), { highWaterMark: 4 << 20 }));
-    for await (const e of indexer) blocks.push([e.blockOffset, e.blockLength, e.cid.toString()]);
+    const blocks = readBlockIndex(path.join(stagingDir, blockIndexName(s.file)));
+    if (blocks.length !== s.blocks) throw new StagingMissingError(`block index of shard ${s.index} has ${blocks.length} of ${s.blocks} blocks`);
     const data = dagJson.encode({ shard: s.index, blocks });
     const cid = cidOf(dagJson.code, crypto.createHash('sha256').update(data).digest());
     for (const part of frame(cid, data)) fs.writeSync(pagesFd, part);

@@ -72,6 +72,8 @@ export interface PackProgress {
   shardsDone: number;
   files: number;
   bytes: number;
+  /** The shard that just closed (durable, in the checkpoint), on the report that announces it. */
+  closed?: ShardInfo;
 }
 
 /**
@@ -118,8 +120,8 @@ export async function runPack(opts: PackOptions, onProgress: (p: PackProgress) =
   // Drop anything a killed run left behind past the checkpoint.
   const kept = cp?.shards.length ?? 0;
   for (const f of fs.readdirSync(opts.dir)) {
-    const m = /^shard-(\d+)\.car(\.partial)?$/.exec(f);
-    if (m && (m[2] || Number(m[1]) >= kept)) fs.rmSync(path.join(opts.dir, f), { force: true });
+    const m = /^shard-(\d+)\.car(\.idx)?(\.partial)?$/.exec(f);
+    if (m && (m[3] || Number(m[1]) >= kept)) fs.rmSync(path.join(opts.dir, f), { force: true });
   }
   const filesPath = path.join(opts.dir, FILES);
   if (cp) fs.truncateSync(filesPath, cp.filesBytes);
@@ -175,7 +177,7 @@ export async function runPack(opts: PackOptions, onProgress: (p: PackProgress) =
     fs.fsyncSync(filesFd);
     const checkpoint: Checkpoint = { ...at, shards };
     writeJsonAtomic(path.join(opts.dir, CHECKPOINT), checkpoint);
-    onProgress({ shardsDone: shards.length, files, bytes });
+    onProgress({ shardsDone: shards.length, files, bytes, closed: info });
   };
   const writer = new ShardWriter(opts.dir, opts.shardBytes, shards.length, onShard, snapshot);
 

@@ -4,15 +4,18 @@
  * second thread, which writes them to the file and, from the same memory, computes their sha256
  * (the shard's CAR CID) and piece commitment (CommP), with no second read (see shard-hasher.ts).
  *
+ * Each block's byte range goes to the shard's block index as it is framed (block-index.ts).
  * A shard is `shard-<i>.car.partial` until complete, then fsynced and renamed; only then is it
  * reported through `onShard`, in shard order. Reports arrive while later shards are being
  * written; `finish()` waits for the last ones.
  */
 import fs from 'node:fs';
+import path from 'node:path';
 import varint from 'varint';
 import { encode as cborEncode } from '@ipld/dag-cbor';
 import type { CID } from 'multiformats/cid';
 import { PieceSizeExceededError } from '../errors.js';
+import { BlockIndexWriter, blockIndexName } from './block-index.js';
 import { partialPath, ShardHasher, shardFileName, SLOT_BYTES, type ShardDigest, type ShardHasherOptions } from './shard-hasher.js';
 
 export interface ShardInfo {
@@ -61,6 +64,7 @@ interface Sealed<M> {
 
 export class ShardWriter<M = undefined> {
   private fd = -1;
+  private index: BlockIndexWriter | undefined;
   private hasher: ShardHasher | undefined;
   /** The ring slot being filled (CAR bytes not yet written or hashed). */
   private slot: Uint8Array | undefined;
@@ -120,6 +124,7 @@ export class ShardWriter<M = undefined> {
       );
     }
     varint.encode(n, this.head, 0);
+    this.index!.add(cidBytes, this.carBytes + headLen + cidBytes.length, data.length);
     this.append(this.head.subarray(0, headLen));
     this.append(cidBytes);
     this.append(data);
@@ -159,6 +164,7 @@ export class ShardWriter<M = undefined> {
     varint.encode(n, slot, this.slotLen);
     slot.set(cidBytes, this.slotLen + this.leafHead - RAW_CID_BYTES);
     const first = this.leafHead + this.leafLength - rest.length;
+    this.index!.add(cidBytes, this.carBytes + this.leafHead, this.leafLength);
     this.leafLength = -1;
     this.slotLen += first;
     this.carBytes += first;
@@ -171,6 +177,7 @@ export class ShardWriter<M = undefined> {
   private start(root: CID): void {
     if (!this.hasher) throw new Error('ShardWriter: await ready() before writing');
     this.fd = fs.openSync(partialPath(this.dir, this.nextIndex), 'w');
+    this.index = new BlockIndexWriter(path.join(this.dir, blockIndexName(shardFileName(this.nextIndex))));
     this.carBytes = 0;
     this.blocks = 0;
     this.rootCid = root.toString();
@@ -235,6 +242,8 @@ export class ShardWriter<M = undefined> {
     if (!this.open) return;
     const index = this.nextIndex;
     const memo = this.onClose(index);
+    this.index!.close();
+    this.index = undefined;
     this.sealed.push({ index, fd: this.fd, rootCid: this.rootCid, carBytes: this.carBytes, blocks: this.blocks, memo });
     this.flushSlot({ index });
     this.fd = -1;
@@ -260,6 +269,8 @@ export class ShardWriter<M = undefined> {
       this.fd = -1;
       fs.rmSync(partialPath(this.dir, this.nextIndex), { force: true });
     }
+    this.index?.abort();
+    this.index = undefined;
     for (const s of this.sealed.splice(0)) {
       fs.closeSync(s.fd);
       fs.rmSync(partialPath(this.dir, s.index), { force: true });

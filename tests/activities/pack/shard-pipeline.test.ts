@@ -11,8 +11,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { Piece } from '@web3-storage/data-segment';
+import { CarIndexer } from '@ipld/car/indexer';
 import { CID } from 'multiformats/cid';
 import { scanLocal } from '../../../activities/ingest/scan.js';
+import { blockIndexName, readBlockIndex } from '../../../activities/pack/block-index.js';
 import { carCidFromSha256, cidOf, RAW_CODE } from '../../../activities/pack/cids.js';
 import { CHECKPOINT, FILES, runPack } from '../../../activities/pack/packer.js';
 import { SLOT_BYTES } from '../../../activities/pack/shard-hasher.js';
@@ -34,6 +36,16 @@ function assertShardsMatchFiles(dir: string, shards: ShardInfo[]): void {
     const piece = Piece.fromPayload(bytes);
     assert.equal(s.pieceCid, piece.toString(), `${s.file}: piece CID`);
     assert.equal(s.paddedPieceBytes, Number(piece.size), `${s.file}: padded size`);
+  }
+}
+
+/** The block index the writer recorded is what @ipld/car's indexer finds reading the shard back. */
+async function assertBlockIndexMatches(dir: string, shards: ShardInfo[]): Promise<void> {
+  for (const s of shards) {
+    const want: [number, number, string][] = [];
+    for await (const e of await CarIndexer.fromIterable(fs.createReadStream(path.join(dir, s.file)))) want.push([e.blockOffset, e.blockLength, e.cid.toString()]);
+    assert.equal(want.length, s.blocks, `${s.file}: block count`);
+    assert.deepEqual(readBlockIndex(path.join(dir, blockIndexName(s.file))), want, `${s.file}: block index`);
   }
 }
 
@@ -64,6 +76,7 @@ describe('shard pipeline', () => {
     assert.ok(shards.some((s) => s.carBytes > 2 * SLOT_BYTES), 'a shard spans more than two ring slots');
     assert.deepEqual(shards.map((s) => s.index), shards.map((_, i) => i));
     assertShardsMatchFiles(dir, shards);
+    await assertBlockIndexMatches(dir, shards);
   });
 
   for (const [label, helpWhenQueued] of [['hashes all CommP on the hash thread', Infinity], ['hashes CommP batches on the packing thread', 0]] as const) {
@@ -90,6 +103,7 @@ describe('shard pipeline', () => {
       assert.ok(infos.length >= 3);
       assert.deepEqual(fs.readdirSync(dir).filter((f) => f.endsWith('.partial')), []);
       assertShardsMatchFiles(dir, infos);
+      await assertBlockIndexMatches(dir, infos);
     });
   }
 
@@ -99,8 +113,8 @@ describe('shard pipeline', () => {
     await writer.ready();
     const data = bytesOf(1000, 'x');
     writer.write(cidOf(RAW_CODE, crypto.createHash('sha256').update(data).digest()), data);
-    // The shard cannot be renamed into place once its directory is gone.
-    fs.rmSync(dir, { recursive: true, force: true });
+    // The hash thread cannot rename the shard into place once its file is gone.
+    fs.rmSync(path.join(dir, 'shard-000000.car.partial'));
     assert.throws(() => writer.finish(), (err: Error & { code?: string }) => err.name === 'ShardHashError' && err.code === 'ENOENT');
     writer.abort();
   });
@@ -146,6 +160,7 @@ describe('shard pipeline', () => {
     for (const s of checkpointShards(dir)) {
       assert.ok(fs.readFileSync(path.join(dir, s.file)).equals(fs.readFileSync(path.join(clean, s.file))), `${s.file} bytes`);
     }
+    await assertBlockIndexMatches(dir, checkpointShards(dir));
     assert.ok(CID.parse(resumed.rootCid));
   });
 });
