@@ -9,7 +9,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { Context, activityInfo } from '@temporalio/activity';
 import type { Config, RemoteSource } from '../config/schema.js';
-import type { StewardReplica } from '../workflows/types.js';
+import { SHARDS_PACKED_SIGNAL, type StewardReplica } from '../workflows/types.js';
+import type { ShardInfo } from './pack/shard-writer.js';
 import { scanLocal, type ScanResult } from './ingest/scan.js';
 import { createSource, mirrorSource } from './ingest/mirror.js';
 import { packInThread } from './pack/index.js';
@@ -75,6 +76,37 @@ function heartbeater(ms = 2000) {
   };
 }
 
+/**
+ * Sends closed shards to the workflow running this activity, one signal at a time with all that
+ * closed meanwhile. Best effort: a lost signal only delays that shard's replication to the end.
+ */
+function shardAnnouncer(ctx: Context) {
+  const wf = ctx.info.workflowExecution;
+  let pending: ShardRef[] = [];
+  let sending: Promise<void> | undefined;
+  const send = async () => {
+    while (wf && pending.length > 0) {
+      const batch = pending;
+      pending = [];
+      try {
+        await ctx.client.workflow.getHandle(wf.workflowId, wf.runId).signal(SHARDS_PACKED_SIGNAL, batch);
+      } catch (err) {
+        ctx.log.warn('could not announce packed shards; they replicate after packing', { error: (err as Error).message });
+      }
+    }
+    sending = undefined;
+  };
+  return {
+    add(sh: ShardInfo) {
+      pending.push({ index: sh.index, carCid: sh.carCid, pieceCid: sh.pieceCid, rootCid: sh.rootCid, bytes: sh.carBytes });
+      sending ??= send();
+    },
+    flush: async () => {
+      await sending;
+    },
+  };
+}
+
 /** A stored copy of a piece that a steward looks after (its identity, without health). */
 export type ReplicaRef = Pick<StewardReplica, 'shard' | 'pieceCid' | 'carCid' | 'rootCid' | 'bytes' | 'providerId'>;
 
@@ -122,29 +154,40 @@ export function createActivities(deps: ActivityDeps) {
 
     provenantScan: boundary(async (s: StageRef & { sourcePath: string }): Promise<ScanSummary> => {
       const beat = heartbeater();
-      const r = await scanLocal(s.sourcePath, path.join(stageDir(s), 'listing.ndjson'), (p) => beat(p));
+      const r = await scanLocal(s.sourcePath, path.join(stageDir(s), 'listing.ndjson'), (p) => beat(p), Context.current().cancellationSignal);
       return { files: r.files, dirs: r.dirs, bytes: r.bytes, specials: r.specials, specialCount: r.specialCount, symlinksFollowed: r.symlinksFollowed };
     }),
 
-    provenantPack: boundary(async (s: StageRef & { sourcePath: string; shardBytes: number }): Promise<PackResult> => {
+    /**
+     * Pack the listing into CAR shards (resuming from the checkpoint). With `announce`, each shard
+     * is signalled to the calling workflow as soon as it is durable, so that it can be replicated
+     * while the rest is packed.
+     */
+    provenantPack: boundary(async (s: StageRef & { sourcePath: string; shardBytes: number; announce?: boolean }): Promise<PackResult> => {
       const dir = stageDir(s);
+      const ctx = Context.current();
       const resumeFrom = activityInfo().heartbeatDetails as PackProgress | undefined;
       const cp = readCheckpoint(dir);
       let latest: PackProgress = { shardsDone: cp?.shards.length ?? resumeFrom?.shardsDone ?? 0, files: cp?.files ?? 0, bytes: cp?.bytes ?? 0 };
       const beat = heartbeater();
       beat(latest, true);
       const timer = setInterval(() => beat(latest, true), 5000);
+      const announcer = s.announce ? shardAnnouncer(ctx) : undefined;
+      // A resumed pack announces the shards an earlier attempt closed, too.
+      if (announcer && cp) for (const sh of cp.shards) announcer.add(sh);
       try {
         return await packInThread(
           { sourceRoot: path.resolve(s.sourcePath), listingPath: path.join(dir, 'listing.ndjson'), dir, shardBytes: s.shardBytes },
-          (p) => {
+          ({ closed, ...p }) => {
             latest = p;
+            if (closed) announcer?.add(closed);
             beat(p);
           },
-          Context.current().cancellationSignal,
+          ctx.cancellationSignal,
         );
       } finally {
         clearInterval(timer);
+        await announcer?.flush();
       }
     }),
 
@@ -154,12 +197,23 @@ export function createActivities(deps: ActivityDeps) {
         .map(({ index, carCid, pieceCid, rootCid, carBytes }) => ({ index, carCid, pieceCid, rootCid, bytes: carBytes }));
     }),
 
-    provenantPutPiece: boundary(async (s: StageRef & { file: string; piece: PieceRef; providerId: string }): Promise<Placement> => {
+    /**
+     * Store one staged piece on one provider. `last`: no other copy will be made from this staged
+     * file, so the provider may take it (a local provider on the same filesystem moves it in).
+     */
+    provenantPutPiece: boundary(async (s: StageRef & { file: string; piece: PieceRef; providerId: string; last?: boolean }): Promise<Placement> => {
       const file = path.join(stageDir(s), path.basename(s.file));
-      if (!fs.existsSync(file)) throw new StagingMissingError(`staged piece missing: ${showPath(file)}`);
       const p = providers.get(s.providerId);
+      if (!fs.existsSync(file)) {
+        // Taken by an earlier attempt whose result was lost: the piece is there, or it is a real loss.
+        const st = s.last ? await p.status(s.piece).catch(() => undefined) : undefined;
+        if (st?.present && st.bytes === s.piece.bytes) return { providerId: p.id, pieceCid: s.piece.pieceCid, existed: true, storedAt: new Date().toISOString(), expiresAt: st.expiresAt };
+        throw new StagingMissingError(`staged piece missing: ${showPath(file)}`);
+      }
       try {
-        return await p.put(s.piece, () => fs.createReadStream(file, { highWaterMark: 4 << 20 }), { signal: Context.current().cancellationSignal });
+        return await p.put(s.piece, () => fs.createReadStream(file, { highWaterMark: 4 << 20 }), {
+          signal: Context.current().cancellationSignal, localFile: file, consumeLocalFile: !!s.last,
+        });
       } catch (err) {
         await health.failed(s.providerId, (err as Error).message);
         throw err;
@@ -264,7 +318,10 @@ export function createActivities(deps: ActivityDeps) {
             problems.push(`${id}: copy is corrupt`);
             continue;
           }
-          return await providers.get(r.to).put(r.piece, () => fs.createReadStream(file), { signal: Context.current().cancellationSignal });
+          const placed = await providers.get(r.to).put(r.piece, () => fs.createReadStream(file), {
+            signal: Context.current().cancellationSignal, localFile: file, consumeLocalFile: true,
+          });
+          return { ...placed, evidence: `copied from ${id}, whose bytes matched its CAR CID` };
         }
         throw new NoHealthyReplicaError(`no healthy source for piece ${r.piece.pieceCid}: ${problems.join('; ') || 'no sources'}`);
       } finally {

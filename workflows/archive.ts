@@ -3,15 +3,20 @@
  * Only references (paths, CIDs, provider ids) pass through here; bytes stay on the host that
  * staged them, whose own task queue runs every activity that touches staged files.
  */
-import { ApplicationFailure, proxyActivities, setHandler, defineQuery, workflowInfo, ActivityFailure, startChild, ParentClosePolicy, sleep } from '@temporalio/workflow';
+import {
+  ActivityCancellationType, ActivityFailure, ApplicationFailure, CancellationScope, condition, defineQuery, defineSignal, isCancellation,
+  ParentClosePolicy, proxyActivities, setHandler, sleep, startChild, workflowInfo,
+} from '@temporalio/workflow';
 import type { ProvenantActivities, ScanSummary, ShardRef, StageRef } from '../activities/index.js';
 import type { PieceRef } from '../activities/providers/provider.js';
 import { NON_RETRYABLE } from './failure-types.js';
 import { checkSatisfiable, nextProvider, NO_POLICY } from './placement.js';
-import type { ArchiveInput, ArchiveProgress, ArchiveSummary, ProviderRef, StewardReplica } from './types.js';
+import { SHARDS_PACKED_SIGNAL, type ArchiveInput, type ArchiveProgress, type ArchiveSummary, type ProviderRef, type StewardReplica } from './types.js';
+import type { PackResult } from '../activities/pack/packer.js';
 import { stewardDataset, stewardWorkflowId } from './steward.js';
 
 export const archiveProgressQuery = defineQuery<ArchiveProgress>('progress');
+export const shardsPackedSignal = defineSignal<[ShardRef[]]>(SHARDS_PACKED_SIGNAL);
 
 const SHARD_PAGE = 64;
 /** How many 30-second waits a stored-but-uncommitted piece gets before it counts as a failure. */
@@ -33,12 +38,15 @@ export async function archiveDataset(input: ArchiveInput): Promise<ArchiveSummar
     taskQueue: hostQueue,
     startToCloseTimeout: '7 days',
     heartbeatTimeout: input.heartbeatTimeout,
+    // On failure or cancellation the staging is removed: wait until the activity has let go of it.
+    cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
     retry: { nonRetryableErrorTypes: NON_RETRYABLE, maximumInterval: '1 minute' },
   });
   const put = proxyActivities<ProvenantActivities>({
     taskQueue: hostQueue,
     startToCloseTimeout: '1 day',
     retry: { nonRetryableErrorTypes: NON_RETRYABLE, maximumAttempts: input.putAttempts, maximumInterval: '1 minute' },
+    cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
   });
 
   const stage: StageRef = { datasetId: input.datasetId, runKey: workflowInfo().runId.slice(0, 8) };
@@ -58,22 +66,22 @@ export async function archiveDataset(input: ArchiveInput): Promise<ArchiveSummar
   progress.stage = 'scan';
   const scan: ScanSummary = await host.provenantScan({ ...stage, sourcePath });
 
+  // Pack and replicate at once: the pack activity announces each shard as it closes, and its
+  // copies are made while the next shards are packed. Every shard is read back from the finished
+  // pack too, so a lost announcement only makes that shard wait for the end.
   progress.stage = 'pack';
-  const pack = await host.provenantPack({ ...stage, sourcePath, shardBytes: input.shardBytes });
-  progress.shards = pack.shards;
-
-  progress.stage = 'replicate';
   const replicas: Record<string, number> = {};
   const placements: StewardReplica[] = [];
+  const created: { pieceCid: string; providerId: string }[] = [];
   const failovers: { piece: string; providerId: string; error: string }[] = [];
   // Health memory: providers that failed recently (on this host) are tried last.
   let avoid = new Set(await put.provenantCoolingProviders({ providerIds: input.providers.map((p) => p.id), cooldownMs: policy.cooldownMs }));
   const replicate = async (file: string, piece: PieceRef, slot: number, countAsShard = true, shard = -1): Promise<string[]> => {
     // "Stored, waiting for the chain" is not a provider failure: wait for it on the same provider.
-    const putUntilCommitted = async (providerId: string) => {
+    const putUntilCommitted = async (providerId: string, last: boolean) => {
       for (let wait = 0; ; wait++) {
         try {
-          return await put.provenantPutPiece({ ...stage, file, piece, providerId });
+          return await put.provenantPutPiece({ ...stage, file, piece, providerId, last });
         } catch (err) {
           const pending = err instanceof ActivityFailure && err.cause instanceof ApplicationFailure && err.cause.type === 'CommitPendingError';
           if (!pending || wait >= CHAIN_WAITS) throw err;
@@ -95,17 +103,19 @@ export async function archiveDataset(input: ArchiveInput): Promise<ArchiveSummar
       const provider = next.provider;
       tried.add(provider.id);
       try {
-        const where = await putUntilCommitted(provider.id);
+        // The last copy may take the staged file itself (nothing else reads it afterwards).
+        const where = await putUntilCommitted(provider.id, placed.length === input.copies - 1);
         placed.push(provider.id);
         placedRefs.push(provider);
+        if (!where.existed) created.push({ pieceCid: piece.pieceCid, providerId: provider.id });
         placements.push({
           shard, pieceCid: piece.pieceCid, carCid: piece.carCid, rootCid: piece.rootCid, bytes: piece.bytes,
-          providerId: provider.id, state: 'healthy', lastCheckedAt: where.storedAt, lastEvidence: 'stored and checked against its CAR CID',
+          providerId: provider.id, state: 'healthy', lastCheckedAt: where.storedAt, lastEvidence: where.evidence ?? 'stored and checked against its CAR CID',
           ...(where.expiresAt ? { expiresAt: where.expiresAt } : {}),
         });
         if (countAsShard) replicas[provider.id] = (replicas[provider.id] ?? 0) + 1;
       } catch (err) {
-        if (!(err instanceof ActivityFailure)) throw err;
+        if (!(err instanceof ActivityFailure) || isCancellation(err)) throw err;
         failovers.push({ piece: piece.pieceCid, providerId: provider.id, error: err.cause?.message ?? err.message });
         avoid = new Set([...avoid, provider.id]);
       }
@@ -113,27 +123,86 @@ export async function archiveDataset(input: ArchiveInput): Promise<ArchiveSummar
     return placed;
   };
 
-  for (let from = 0; from < pack.shards; from += SHARD_PAGE) {
-    const page: ShardRef[] = await host.provenantShardPage({ ...stage, from, count: SHARD_PAGE });
-    for (let i = 0; i < page.length; i += PARALLEL_PUTS) {
-      await Promise.all(
-        page.slice(i, i + PARALLEL_PUTS).map(async (s) => {
-          await replicate(`shard-${String(s.index).padStart(6, '0')}.car`, s, s.index, true, s.index);
-          progress.shardsReplicated++;
-        }),
-      );
+  // Shards waiting for their copies, at most PARALLEL_PUTS of them being copied at a time, all in
+  // one scope so that a failure anywhere stops the others.
+  const work = new CancellationScope();
+  const seen = new Set<number>();
+  const queue: ShardRef[] = [];
+  let running = 0;
+  let failure: unknown;
+  const pump = () => {
+    while (running < PARALLEL_PUTS && queue.length > 0 && failure === undefined) {
+      const s = queue.shift()!;
+      running++;
+      work
+        .run(() => replicate(`shard-${String(s.index).padStart(6, '0')}.car`, s, s.index, true, s.index))
+        .then(
+          () => {
+            progress.shardsReplicated++;
+          },
+          (err: unknown) => {
+            failure ??= err;
+          },
+        )
+        .finally(() => {
+          running--;
+          pump();
+        });
     }
-  }
+  };
+  const offer = (shards: ShardRef[]) => {
+    for (const s of shards) {
+      if (seen.has(s.index)) continue;
+      seen.add(s.index);
+      queue.push(s);
+    }
+    pump();
+  };
+  setHandler(shardsPackedSignal, offer);
 
-  progress.stage = 'manifest';
+  // Anything that fails from here on stops the rest, and removes the copies this run made and its staging.
+  let pack: PackResult;
+  let manifest: PieceRef;
+  let manifestProviders: string[];
+  let packing: Promise<PackResult> | undefined;
   const createdAt = input.createdAt ?? new Date(workflowInfo().startTime).toISOString();
-  const manifest = await host.provenantWriteManifest({
-    ...stage, rootCid: pack.rootCid, sourcePath, meta: input.meta, createdAt, shardBytes: input.shardBytes, ...origin,
-  });
-  const manifestProviders = await replicate('manifest.car', manifest, 0, false);
+  try {
+    packing = work.run(() => host.provenantPack({ ...stage, sourcePath, shardBytes: input.shardBytes, announce: true }));
+    await Promise.race([packing, condition(() => failure !== undefined)]);
+    if (failure !== undefined) throw failure;
+    pack = await packing;
+    progress.shards = pack.shards;
+    progress.stage = 'replicate';
+    for (let from = 0; from < pack.shards; from += SHARD_PAGE) {
+      const count = Math.min(SHARD_PAGE, pack.shards - from);
+      let announced = 0;
+      for (let i = from; i < from + count; i++) if (seen.has(i)) announced++;
+      if (announced < count) offer(await work.run(() => host.provenantShardPage({ ...stage, from, count })));
+      // A dataset of many shards is paged in as copies finish.
+      await condition(() => queue.length < SHARD_PAGE || failure !== undefined);
+      if (failure !== undefined) throw failure;
+    }
+    await condition(() => (running === 0 && queue.length === 0) || failure !== undefined);
+    if (failure !== undefined) throw failure;
 
-  progress.stage = 'cleanup';
-  await host.provenantCleanup(stage);
+    progress.stage = 'manifest';
+    manifest = await work.run(() => host.provenantWriteManifest({
+      ...stage, rootCid: pack.rootCid, sourcePath, meta: input.meta, createdAt, shardBytes: input.shardBytes, ...origin,
+    }));
+    manifestProviders = await work.run(() => replicate('manifest.car', manifest, 0, false));
+
+    progress.stage = 'cleanup';
+    await host.provenantCleanup(stage);
+  } catch (err) {
+    work.cancel();
+    await CancellationScope.nonCancellable(async () => {
+      await packing?.catch(() => undefined);
+      await condition(() => running === 0);
+      for (const c of created) await host.provenantRetirePiece(c);
+      await host.provenantCleanup(stage);
+    });
+    throw err;
+  }
 
   // Hand the dataset to its steward for the rest of its life (outlives this workflow).
   let stewardId: string | undefined;

@@ -213,7 +213,7 @@ export async function stewardDataset(state: StewardState): Promise<StewardStatus
         }
         try {
           const placed = await acts.provenantCopyPiece({ piece: { pieceCid, carCid: template.carCid, rootCid: template.rootCid, bytes: template.bytes }, from: sources, to: p.id });
-          const fresh: StewardReplica = { ...template, providerId: p.id, state: 'healthy', lastCheckedAt: iso(now), lastEvidence: 'copied from a verified replica', expiresAt: placed.expiresAt };
+          const fresh: StewardReplica = { ...template, providerId: p.id, state: 'healthy', lastCheckedAt: iso(now), lastEvidence: placed.evidence ?? 'copied from a verified replica', expiresAt: placed.expiresAt };
           delete fresh.unreachableSince;
           const replacing = reps.find((r) => r.providerId === p.id);
           s.replicas = s.replicas.filter((r) => r !== replacing);

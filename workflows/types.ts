@@ -167,3 +167,10 @@ export interface StewardStatus {
   counters: StewardState['counters'];
   retired: boolean;
 }
+
+/**
+ * Signal from the pack activity to the workflow that ran it, with the shards closed so far
+ * (ShardRef[]), so that replication starts while packing goes on. Only a head start: the workflow
+ * still reads every shard from the finished pack.
+ */
+export const SHARDS_PACKED_SIGNAL = 'provenantShardsPacked';

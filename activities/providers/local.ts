@@ -1,6 +1,7 @@
 /**
  * A local directory as a storage provider. Several of them stand in for independent providers
- * on one machine. Writes are atomic (temp file + fsync + rename) and verified against the CAR CID.
+ * on one machine. Writes are atomic (temp file + fsync + rename); streamed bytes are verified against
+ * the CAR CID, and a file already checked on this host is linked or copied in the kernel instead.
  *
  * Layout: <root>/pieces/<pieceCid>.car, <root>/pieces/<pieceCid>.json, <root>/roots/<rootCid>
  */
@@ -12,7 +13,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { carCidFromSha256 } from '../pack/cids.js';
 import { IntegrityError, PieceNotFoundError, ProviderUnavailableError, StoreError } from '../errors.js';
-import type { CallOptions, PieceRef, Placement, ReplicaStatus, StorageProvider } from './provider.js';
+import type { CallOptions, PieceRef, Placement, PutOptions, ReplicaStatus, StorageProvider } from './provider.js';
 
 const SAFE_CID = /^[a-z0-9]+$/;
 
@@ -51,38 +52,21 @@ export class LocalProvider implements StorageProvider {
     return path.join(this.root, 'pieces', `${pieceCid}.car`);
   }
 
-  async put(piece: PieceRef, open: () => Readable, o: CallOptions = {}): Promise<Placement> {
+  async put(piece: PieceRef, open: () => Readable, o: PutOptions = {}): Promise<Placement> {
     const file = this.key(piece.pieceCid);
     const existing = await fsp.stat(file).catch(() => undefined);
     if (existing && existing.size === piece.bytes) {
       const meta = await this.readMeta(piece.pieceCid);
+      if (o.consumeLocalFile && o.localFile) await fsp.rm(o.localFile, { force: true });
       return { providerId: this.id, pieceCid: piece.pieceCid, existed: true, storedAt: existing.mtime.toISOString(), expiresAt: meta?.expiresAt };
     }
     await fsp.mkdir(path.dirname(file), { recursive: true });
     await fsp.mkdir(path.join(this.root, 'roots'), { recursive: true });
     const tmp = `${file}.${process.pid}.${crypto.randomBytes(4).toString('hex')}.tmp`;
-    const hash = crypto.createHash('sha256');
-    let bytes = 0;
+    let evidence: string | undefined;
     try {
-      const out = fs.createWriteStream(tmp, { flags: 'wx' });
-      await pipeline(
-        open(),
-        async function* (src: AsyncIterable<Buffer>) {
-          for await (const chunk of src) {
-            hash.update(chunk);
-            bytes += chunk.length;
-            yield chunk;
-          }
-        },
-        out,
-        { signal: o.signal },
-      );
-      const got = carCidFromSha256(hash.digest());
-      if (got !== piece.carCid || bytes !== piece.bytes) {
-        throw new IntegrityError(
-          `bytes sent do not match the shard [provider=${this.id}, piece=${piece.pieceCid}, expected=${piece.carCid}/${piece.bytes}, got=${got}/${bytes}]`,
-        );
-      }
+      if (o.localFile) evidence = await this.takeLocal(piece, o.localFile, tmp, !!o.consumeLocalFile);
+      else await this.receive(piece, open, tmp, o.signal);
       const fh = await fsp.open(tmp, 'r+');
       await fh.sync();
       await fh.close();
@@ -95,8 +79,66 @@ export class LocalProvider implements StorageProvider {
       if (err instanceof IntegrityError) throw err;
       throw new StoreError(`write failed [provider=${this.id}, piece=${piece.pieceCid}]: ${(err as Error).message}`, { cause: err });
     }
+    // Only once the piece is durably in place does the caller's file go.
+    if (o.consumeLocalFile && o.localFile) await fsp.rm(o.localFile, { force: true });
     const meta = await this.readMeta(piece.pieceCid);
-    return { providerId: this.id, pieceCid: piece.pieceCid, existed: false, storedAt: new Date().toISOString(), expiresAt: meta?.expiresAt };
+    return {
+      providerId: this.id, pieceCid: piece.pieceCid, existed: false, storedAt: new Date().toISOString(), expiresAt: meta?.expiresAt,
+      ...(evidence ? { evidence } : {}),
+    };
+  }
+
+  /** Stream the bytes in, hashing them on the way: they must be the shard's CAR CID. */
+  private async receive(piece: PieceRef, open: () => Readable, tmp: string, signal?: AbortSignal): Promise<void> {
+    const hash = crypto.createHash('sha256');
+    let bytes = 0;
+    const out = fs.createWriteStream(tmp, { flags: 'wx' });
+    await pipeline(
+      open(),
+      async function* (src: AsyncIterable<Buffer>) {
+        for await (const chunk of src) {
+          hash.update(chunk);
+          bytes += chunk.length;
+          yield chunk;
+        }
+      },
+      out,
+      { signal },
+    );
+    const got = carCidFromSha256(hash.digest());
+    if (got !== piece.carCid || bytes !== piece.bytes) {
+      throw new IntegrityError(
+        `bytes sent do not match the shard [provider=${this.id}, piece=${piece.pieceCid}, expected=${piece.carCid}/${piece.bytes}, got=${got}/${bytes}]`,
+      );
+    }
+  }
+
+  /**
+   * A file on this machine whose bytes the caller already checked against the CAR CID: taken as
+   * it is when the caller is done with it (a hard link: the very bytes that were hashed), else
+   * copied by the kernel (a reflink where the filesystem has them). Not hashed again: the size
+   * and the source's identity (inode, size, mtime) are checked, and the steward's spot checks
+   * prove the content from then on.
+   */
+  private async takeLocal(piece: PieceRef, src: string, tmp: string, consume: boolean): Promise<string> {
+    const before = await fsp.stat(src);
+    if (before.size !== piece.bytes) {
+      throw new IntegrityError(`local file does not match the shard [provider=${this.id}, piece=${piece.pieceCid}, expected ${piece.bytes} bytes, file has ${before.size}]`);
+    }
+    if (consume) {
+      try {
+        await fsp.link(src, tmp);
+        return 'the bytes hashed to its CAR CID when packed, moved in (size checked)';
+      } catch {
+        // Another filesystem, or no hard links there: copy instead.
+      }
+    }
+    await fsp.copyFile(src, tmp, fs.constants.COPYFILE_EXCL | fs.constants.COPYFILE_FICLONE);
+    const [after, got] = await Promise.all([fsp.stat(src), fsp.stat(tmp)]);
+    if (after.ino !== before.ino || after.size !== before.size || after.mtimeMs !== before.mtimeMs || got.size !== piece.bytes) {
+      throw new IntegrityError(`local file changed while it was copied [provider=${this.id}, piece=${piece.pieceCid}]`);
+    }
+    return 'a kernel copy of bytes hashed to its CAR CID (size and source checked)';
   }
 
   /** A provider whose root is gone (an unmounted volume) is unreachable, not empty. */

@@ -23,6 +23,8 @@ export interface Placement {
   storedAt: string;
   /** When the provider stops keeping it, if it ever does (ISO time). */
   expiresAt?: string;
+  /** How the stored bytes were checked, when not by hashing them on the way in. */
+  evidence?: string;
 }
 
 export interface ReplicaStatus {
@@ -38,11 +40,22 @@ export interface CallOptions {
   signal?: AbortSignal;
 }
 
+export interface PutOptions extends CallOptions {
+  /**
+   * The CAR as a file on this host whose bytes the caller has already checked against
+   * `piece.carCid` (a staged shard, a verified download). A provider on the same machine may
+   * copy it in the kernel instead of streaming it through `open()`; the others ignore it.
+   */
+  localFile?: string;
+  /** The caller is done with `localFile` once the piece is stored: the provider may take the file itself. */
+  consumeLocalFile?: boolean;
+}
+
 export interface StorageProvider {
   readonly id: string;
   readonly kind: string;
   /** Store the CAR read from `open()` under `piece.pieceCid`; no-op if already stored intact. */
-  put(piece: PieceRef, open: () => Readable, o?: CallOptions): Promise<Placement>;
+  put(piece: PieceRef, open: () => Readable, o?: PutOptions): Promise<Placement>;
   status(piece: Pick<PieceRef, 'pieceCid'>, o?: CallOptions): Promise<ReplicaStatus>;
   /** Read `length` bytes from `offset` (to the end when length is omitted). */
   readRange(piece: Pick<PieceRef, 'pieceCid'>, offset: number, length: number | undefined, o?: CallOptions): Readable;
