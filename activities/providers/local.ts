@@ -12,6 +12,7 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { carCidFromSha256 } from '../pack/cids.js';
+import { copyFileDirect, DirectIoUnsupported } from './direct-copy.js';
 import { IntegrityError, PieceNotFoundError, ProviderUnavailableError, StoreError } from '../errors.js';
 import type { CallOptions, PieceRef, Placement, PutOptions, ReplicaStatus, StorageProvider } from './provider.js';
 
@@ -116,7 +117,7 @@ export class LocalProvider implements StorageProvider {
   /**
    * A file on this machine whose bytes the caller already checked against the CAR CID: taken as
    * it is when the caller is done with it (a hard link: the very bytes that were hashed), else
-   * copied by the kernel (a reflink where the filesystem has them). Not hashed again: the size
+   * copied (see copyCold). Not hashed again: the size
    * and the source's identity (inode, size, mtime) are checked, and the steward's spot checks
    * prove the content from then on.
    */
@@ -133,12 +134,12 @@ export class LocalProvider implements StorageProvider {
         // Another filesystem, or no hard links there: copy instead.
       }
     }
-    await fsp.copyFile(src, tmp, fs.constants.COPYFILE_EXCL | fs.constants.COPYFILE_FICLONE);
+    await copyCold(src, tmp);
     const [after, got] = await Promise.all([fsp.stat(src), fsp.stat(tmp)]);
     if (after.ino !== before.ino || after.size !== before.size || after.mtimeMs !== before.mtimeMs || got.size !== piece.bytes) {
       throw new IntegrityError(`local file changed while it was copied [provider=${this.id}, piece=${piece.pieceCid}]`);
     }
-    return 'a kernel copy of bytes hashed to its CAR CID (size and source checked)';
+    return 'a copy of bytes hashed to its CAR CID when packed (size and source checked)';
   }
 
   /** A provider whose root is gone (an unmounted volume) is unreachable, not empty. */
@@ -195,6 +196,28 @@ export class LocalProvider implements StorageProvider {
     await fsp.rm(file, { force: true });
     await fsp.rm(this.metaFile(piece.pieceCid), { force: true });
   }
+}
+
+/**
+ * A copy of a piece file: a reflink where the filesystem has them (no bytes move), else direct
+ * writes that bypass the page cache (direct-copy.ts), else an ordinary kernel copy.
+ */
+async function copyCold(src: string, dst: string): Promise<void> {
+  try {
+    await fsp.copyFile(src, dst, fs.constants.COPYFILE_EXCL | fs.constants.COPYFILE_FICLONE_FORCE);
+    return;
+  } catch {
+    await fsp.rm(dst, { force: true });
+  }
+  if ((await fsp.stat(src)).size >= 1 << 20) {
+    try {
+      await copyFileDirect(src, dst);
+      return;
+    } catch (err) {
+      if (!(err instanceof DirectIoUnsupported)) throw err;
+    }
+  }
+  await fsp.copyFile(src, dst, fs.constants.COPYFILE_EXCL);
 }
 
 async function writeAtomic(file: string, text: string): Promise<void> {
