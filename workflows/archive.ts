@@ -190,9 +190,6 @@ export async function archiveDataset(input: ArchiveInput): Promise<ArchiveSummar
       ...stage, rootCid: pack.rootCid, sourcePath, meta: input.meta, createdAt, shardBytes: input.shardBytes, ...origin,
     }));
     manifestProviders = await work.run(() => replicate('manifest.car', manifest, 0, false));
-
-    progress.stage = 'cleanup';
-    await host.provenantCleanup(stage);
   } catch (err) {
     work.cancel();
     await CancellationScope.nonCancellable(async () => {
@@ -203,6 +200,8 @@ export async function archiveDataset(input: ArchiveInput): Promise<ArchiveSummar
     });
     throw err;
   }
+  progress.stage = 'cleanup';
+  await host.provenantCleanup(stage);
 
   // Hand the dataset to its steward for the rest of its life (outlives this workflow).
   let stewardId: string | undefined;

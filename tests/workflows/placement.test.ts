@@ -7,7 +7,7 @@ import { WorkflowFailedError } from '@temporalio/client';
 import { ActivityFailure, ApplicationFailure } from '@temporalio/common';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { ConfigInput } from '../../config/schema.js';
-import { startArchive } from '../../workers/client.js';
+import { startArchive, startRestore } from '../../workers/client.js';
 import { checkSatisfiable, nextProvider, NO_POLICY } from '../../workflows/placement.js';
 import type { ProviderRef } from '../../workflows/types.js';
 import { bytesOf, readTree, startTemporal, testConfig, tmpDir, withWorker, writeTree } from '../helpers/env.js';
@@ -91,6 +91,72 @@ describe('placement on a real Temporal server', () => {
     // Health memory: the second archive does not even try the provider that just failed.
     assert.deepEqual(second.failovers, []);
     assert.equal(second.replicas['up-1'], second.shards);
+  });
+
+  it('replicates shards as the pack announces them, before the pack activity completes', async (t) => {
+    if (!env) return t.skip('no Temporal server');
+    const root = path.join(data, 'pipeline');
+    const files: Record<string, Buffer> = {};
+    for (let i = 0; i < 12; i++) files[`part-${i}.bin`] = bytesOf(2 * 1024 * 1024 + 1000 * i, `pipe${i}`);
+    writeTree(path.join(root, 'src'), files);
+    const config = testConfig(root, {
+      replication: { copies: 2 },
+      providers: [
+        { kind: 'local', id: 'p1', path: path.join(root, 'p1') },
+        { kind: 'local', id: 'p2', path: path.join(root, 'p2') },
+      ],
+    } as Partial<ConfigInput>);
+    const { result, history } = await withWorker(env, config, async () => {
+      const { handle } = await startArchive(env!.client, config, { dir: path.join(root, 'src'), datasetId: 'pipeline', noSteward: true });
+      return { result: await handle.result(), history: await handle.fetchHistory() };
+    });
+    assert.ok(result.shards >= 10, `${result.shards} shards`);
+    const events = history.events ?? [];
+    const packScheduled = events.find((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'provenantPack')!;
+    const packDone = events.findIndex((e) => String(e.activityTaskCompletedEventAttributes?.scheduledEventId) === String(packScheduled.eventId));
+    assert.ok(packDone > 0, 'pack completed');
+    const announced = new Set<number>();
+    events.forEach((e, i) => {
+      const sig = e.workflowExecutionSignaledEventAttributes;
+      if (sig?.signalName !== 'provenantShardsPacked') return;
+      assert.ok(i < packDone, 'every announcement is in before the pack completes');
+      for (const p of sig.input?.payloads ?? []) for (const s of JSON.parse(Buffer.from(p.data!).toString()) as { index: number }[]) announced.add(s.index);
+    });
+    assert.deepEqual([...announced].sort((a, b) => a - b), Array.from({ length: result.shards }, (_, i) => i), 'every shard announced');
+    assert.equal(result.replicas.p1, result.shards);
+    assert.equal(result.replicas.p2, result.shards);
+    const restored = path.join(root, 'restored');
+    await withWorker(env, config, async () => {
+      await (await startRestore(env!.client, config, { manifestCid: result.manifestCid, target: restored, force: false })).result();
+    });
+    assert.deepEqual(readTree(restored), readTree(path.join(root, 'src')));
+  });
+
+  it('removes the copies it made and its staging when replication fails part-way', async (t) => {
+    if (!env) return t.skip('no Temporal server');
+    const root = path.join(data, 'rollback');
+    const blocker = path.join(root, 'not-a-dir');
+    fs.mkdirSync(root, { recursive: true });
+    fs.writeFileSync(blocker, 'a file where the provider directory should be');
+    const config = testConfig(root, {
+      replication: { copies: 2, putAttempts: 1 },
+      providers: [
+        { kind: 'local', id: 'ok', path: path.join(root, 'ok') },
+        { kind: 'local', id: 'broken', path: path.join(blocker, 'provider') },
+      ],
+    } as Partial<ConfigInput>);
+    const err = await withWorker(env, config, async () => {
+      const { handle } = await startArchive(env!.client, config, { dir: path.join(data, 'src'), datasetId: 'rollback', noSteward: true });
+      return handle.result().then(() => undefined, (e) => e);
+    });
+    const f = failureType(err);
+    assert.equal(f.type, 'PolicyUnsatisfiableError');
+    assert.match(f.message, /only 1 of 2 copies/);
+    const left = fs.existsSync(path.join(root, 'ok', 'pieces')) ? fs.readdirSync(path.join(root, 'ok', 'pieces')).filter((n) => n.endsWith('.car')) : [];
+    assert.ok(fs.existsSync(path.join(root, 'ok', 'pieces')), 'a copy was made before the failure');
+    assert.deepEqual(left, [], 'copies made by the failed run are removed');
+    const staging = fs.existsSync(config.stagingDir) ? fs.readdirSync(config.stagingDir).filter((n) => n.startsWith('rollback.')) : [];
+    assert.deepEqual(staging, [], 'staging removed');
   });
 
   it('fails an unsatisfiable policy with the unmet constraint, before anything is read or uploaded', async (t) => {
