@@ -5,22 +5,24 @@
  *   scan         scan a tree into a listing (as the scan activity does)
  *   pack         pack a listing in the worker thread exactly as the pack activity does (it scans
  *                first, in this process, when no listing is given)
- *   archive      scan, pack, then put every shard on two local providers the way the archive
- *                workflow does (4 shards at a time, replicas one after the other); with
- *                `overlap`, each shard is put as soon as the packer reports it instead
+ *   workflow     the real thing: the archiveDataset workflow with two local providers on an
+ *                embedded Temporal dev server and an in-process worker; times the workflow from
+ *                start to result, and reads the pack activity's own time from its history
  *   datasegment  @web3-storage/data-segment's streaming CommP hasher over the first bytes of a
  *                file, and ours over the same bytes
  */
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import * as Multihash from '@web3-storage/data-segment/multihash';
 import { CID } from 'multiformats/cid';
 import { scanLocal } from '../activities/ingest/scan.js';
 import { commpOf } from '../activities/pack/commp.js';
 import { packInThread } from '../activities/pack/index.js';
-import { readCheckpoint, type PackResult } from '../activities/pack/packer.js';
-import type { ShardInfo } from '../activities/pack/shard-writer.js';
-import { LocalProvider } from '../activities/providers/local.js';
+import type { PackResult } from '../activities/pack/packer.js';
+import { loadConfig } from '../config/load.js';
+import { startArchive } from '../workers/client.js';
+import { withRuntime } from '../workers/runtime.js';
 
 export interface ScanRun {
   scanSecs: number;
@@ -36,12 +38,19 @@ export interface PackRun {
   cpuSecs: number;
 }
 
-export interface ArchiveRun extends PackRun {
-  /** Time from the end of packing to the last replica stored. */
-  replicateAfterPackSecs: number;
-  /** Pack start to last replica stored. */
+export interface WorkflowRun {
+  /** Workflow start to its result (scan, pack, replicas, manifest, cleanup). */
   archiveSecs: number;
+  /** The pack activity, scheduled to completed, from the workflow history. */
+  packActivitySecs: number;
+  /** Replica puts that started before the pack activity completed. */
+  putsDuringPack: number;
   puts: number;
+  shards: number;
+  replicas: Record<string, number>;
+  maxRssKiB: number;
+  /** Each activity: [name, scheduled, completed] in seconds from the workflow's start. */
+  timeline: [string, number, number][];
 }
 
 export interface DataSegmentRun {
@@ -51,15 +60,13 @@ export interface DataSegmentRun {
   oursPieceCid: string;
 }
 
-const PARALLEL_PUTS = 4;
-
 const now = () => performance.now() / 1000;
 const cpuSecs = () => {
   const u = process.cpuUsage();
   return (u.user + u.system) / 1e6;
 };
 
-async function pack(a: { src: string; stage: string; shardBytes: number; listing?: string }, onShards?: (shards: ShardInfo[]) => void) {
+async function pack(a: { src: string; stage: string; shardBytes: number; listing?: string }) {
   fs.mkdirSync(a.stage, { recursive: true });
   const listingPath = path.join(a.stage, 'listing.ndjson');
   let t = now();
@@ -68,64 +75,70 @@ async function pack(a: { src: string; stage: string; shardBytes: number; listing
   const scanSecs = a.listing ? 0 : now() - t;
   t = now();
   const c0 = cpuSecs();
-  let seen = 0;
-  const result = await packInThread({ sourceRoot: a.src, listingPath, dir: a.stage, shardBytes: a.shardBytes }, (p) => {
-    if (!onShards || p.shardsDone === seen) return;
-    seen = p.shardsDone;
-    onShards(readCheckpoint(a.stage)?.shards ?? []);
-  });
-  return { scanSecs, packSecs: now() - t, packStart: t, result, cpu: cpuSecs() - c0 };
+  const result = await packInThread({ sourceRoot: a.src, listingPath, dir: a.stage, shardBytes: a.shardBytes }, () => {});
+  return { scanSecs, packSecs: now() - t, result, cpu: cpuSecs() - c0 };
 }
 
-async function archive(a: { src: string; stage: string; shardBytes: number; providers: string[]; overlap: boolean }): Promise<ArchiveRun> {
-  const providers = a.providers.map((root, i) => new LocalProvider(`bench-${i}`, root));
-  const queue: ShardInfo[] = [];
-  const queued = new Set<number>();
-  let puts = 0;
-  const active: Promise<void>[] = [];
-  const replicate = async (s: ShardInfo) => {
-    const file = path.join(a.stage, s.file);
-    for (const p of providers) {
-      await p.put({ pieceCid: s.pieceCid, carCid: s.carCid, rootCid: s.rootCid, bytes: s.carBytes }, () => fs.createReadStream(file, { highWaterMark: 4 << 20 }));
-      puts++;
+async function freePort(): Promise<number> {
+  const srv = net.createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+  const port = (srv.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => srv.close(() => r()));
+  return port;
+}
+
+async function workflow(a: { src: string; stage: string; shardBytes: number; providers: string[] }): Promise<WorkflowRun> {
+  const config = loadConfig({
+    env: {},
+    overrides: {
+      temporal: { address: `127.0.0.1:${await freePort()}`, embedded: 'always' },
+      dataDir: path.join(a.stage, 'data'),
+      stagingDir: path.join(a.stage, 'staging'),
+      pack: { shardBytes: a.shardBytes },
+      replication: { copies: 2 },
+      providers: a.providers.map((root, i) => ({ kind: 'local', id: `bench-${i}`, path: root })),
+    },
+  });
+  return withRuntime(config, async ({ client }) => {
+    const t0 = now();
+    const { handle } = await startArchive(client, config, { dir: a.src, datasetId: 'bench', noSteward: true });
+    const result = await handle.result();
+    const archiveSecs = now() - t0;
+    const history = await handle.fetchHistory();
+    const at = (e: { eventTime?: { seconds?: { toNumber(): number } | number | null; nanos?: number | null } | null }) => {
+      const sec = e.eventTime?.seconds ?? 0;
+      return (typeof sec === 'number' ? sec : sec.toNumber()) + (e.eventTime?.nanos ?? 0) / 1e9;
+    };
+    const scheduled = new Map<number, { type: string; time: number }>();
+    let packStart = 0;
+    let packEnd = 0;
+    const putStarts: number[] = [];
+    const timeline: [string, number, number][] = [];
+    const t = (x: number) => Math.round((x - at(history.events![0]!)) * 1000) / 1000;
+    for (const e of history.events ?? []) {
+      const s = e.activityTaskScheduledEventAttributes;
+      if (s) {
+        const type = s.activityType?.name ?? '';
+        scheduled.set(Number(e.eventId), { type, time: at(e) });
+        if (type === 'provenantPack') packStart = at(e);
+        if (type === 'provenantPutPiece') putStarts.push(at(e));
+      }
+      const c = e.activityTaskCompletedEventAttributes;
+      const done = c && scheduled.get(Number(c.scheduledEventId));
+      if (done) timeline.push([done.type, t(done.time), t(at(e))]);
+      if (done && done.type === 'provenantPack') packEnd = at(e);
     }
-  };
-  let running = 0;
-  let wake: () => void = () => {};
-  const pump = () => {
-    while (running < PARALLEL_PUTS && queue.length > 0) {
-      running++;
-      active.push(replicate(queue.shift()!).finally(() => {
-        running--;
-        pump();
-        wake();
-      }));
-    }
-  };
-  const offer = (shards: ShardInfo[]) => {
-    for (const s of shards) {
-      if (queued.has(s.index)) continue;
-      queued.add(s.index);
-      queue.push(s);
-    }
-    pump();
-  };
-  const packed = await pack(a, a.overlap ? offer : undefined);
-  const packEnd = now();
-  offer(readCheckpoint(a.stage)!.shards);
-  while (running > 0 || queue.length > 0) await new Promise<void>((r) => (wake = r));
-  await Promise.all(active);
-  const end = now();
-  return {
-    scanSecs: packed.scanSecs,
-    packSecs: packed.packSecs,
-    result: packed.result,
-    maxRssKiB: process.resourceUsage().maxRSS,
-    cpuSecs: cpuSecs(),
-    replicateAfterPackSecs: end - packEnd,
-    archiveSecs: end - packed.packStart,
-    puts,
-  };
+    return {
+      archiveSecs,
+      packActivitySecs: packEnd - packStart,
+      putsDuringPack: putStarts.filter((t) => t < packEnd).length,
+      puts: putStarts.length,
+      shards: result.shards,
+      replicas: result.replicas,
+      maxRssKiB: process.resourceUsage().maxRSS,
+      timeline,
+    };
+  });
 }
 
 function dataSegment(a: { file: string; bytes: number }): DataSegmentRun {
@@ -152,11 +165,11 @@ if (mode === 'scan') {
 } else if (mode === 'pack') {
   const r = await pack(args);
   out = { scanSecs: r.scanSecs, packSecs: r.packSecs, result: r.result, maxRssKiB: process.resourceUsage().maxRSS, cpuSecs: r.cpu } satisfies PackRun;
-} else if (mode === 'archive') {
-  out = await archive(args);
+} else if (mode === 'workflow') {
+  out = await workflow(args);
 } else if (mode === 'datasegment') {
   out = dataSegment(args);
 } else {
   throw new Error(`unknown mode ${mode}`);
 }
-process.stdout.write(JSON.stringify(out) + '\n');
+process.stdout.write(JSON.stringify(out) + '\n', () => process.exit(0));

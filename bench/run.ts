@@ -7,8 +7,8 @@
  *   (c) ipfs-car's pack (`ipfs-car pack dir --output file`; it computes no CommP);
  *   (d) @web3-storage/data-segment's streaming CommP, on a slice (it is slow);
  *   (e) a plain sequential read of the data;
- * then a many-small-files case (scan and pack, files/s) and an archive end to end (pack + 2 local
- * replicas) against pack alone. Prints a table, checks the targets of the performance issue and
+ * then a many-small-files case (scan and pack, files/s) and the archive workflow end to end (pack
+ * + 2 local replicas, on an embedded Temporal dev server) against pack alone. Prints a table, checks the targets of the performance issue and
  * writes bench-results.json (path printed). Deletes everything it generated unless --keep.
  *
  * Options: --gib N          headline dataset size (default 2)
@@ -27,7 +27,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import type { ArchiveRun, DataSegmentRun, PackRun, ScanRun } from './child.js';
+import type { DataSegmentRun, PackRun, ScanRun, WorkflowRun } from './child.js';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
@@ -318,18 +318,34 @@ async function main(): Promise<void> {
     log(`(c) ipfs-car: ${fmt(ipfsCar.mibps)} MiB/s (${fmt(ipfsCar.secs, 1)} s including its start-up, peak RSS ~${fmt(ipfsCar.maxRssMiB)} MiB)`);
     rm(carOut);
 
-    // Archive end to end: pack, then 2 local replicas, as the workflow does; and overlapped.
-    const archive: Record<string, ArchiveRun & { ratio: number }> = {};
-    for (const overlap of [false, true]) {
-      const dir = path.join(stage, 'archive');
-      const providers = [path.join(stage, 'replica-a'), path.join(stage, 'replica-b')];
-      const { out } = await runChild<ArchiveRun>('archive', { src: big.dir, stage: dir, shardBytes, providers, overlap });
-      const key = overlap ? 'overlapped' : 'workflow';
-      archive[key] = { ...out, ratio: out.archiveSecs / out.packSecs };
-      log(`archive (${key}): pack ${fmt(out.packSecs, 2)} s, archive ${fmt(out.archiveSecs, 2)} s: ${fmt(archive[key]!.ratio, 2)} × pack-only`);
+    // Archive end to end: the archiveDataset workflow (scan, pack, 2 local replicas, manifest) on an
+    // embedded Temporal dev server, against pack-only runs interleaved with it; best of each. Both
+    // as the default configuration lays them out: staging and providers on the data disk.
+    const packOnly: number[] = [];
+    const workflows: WorkflowRun[] = [];
+    const archiveRuns = Math.max(3, opts.runs);
+    for (let i = 0; i < archiveRuns; i++) {
+      const dir = path.join(work, 'pack-only');
+      const p = await runChild<PackRun>('pack', { src: big.dir, stage: dir, shardBytes, listing: bigListing });
+      packOnly.push(p.out.packSecs);
       rm(dir);
-      for (const p of providers) rm(p);
+      const wdir = path.join(work, 'workflow');
+      const providers = [path.join(work, 'replica-a'), path.join(work, 'replica-b')];
+      const { out } = await runChild<WorkflowRun>('workflow', { src: big.dir, stage: wdir, shardBytes, providers });
+      workflows.push(out);
+      log(`archive run ${i + 1}: pack-only ${fmt(p.out.packSecs, 2)} s; workflow ${fmt(out.archiveSecs, 2)} s (its pack activity ${fmt(out.packActivitySecs, 2)} s, ${out.putsDuringPack} of ${out.puts} puts started while packing)`);
+      rm(wdir);
+      for (const d of providers) rm(d);
     }
+    const bestWorkflow = workflows.reduce((x, y) => (y.archiveSecs < x.archiveSecs ? y : x));
+    const archive = {
+      packOnlySecs: Math.min(...packOnly),
+      workflowSecs: bestWorkflow.archiveSecs,
+      ratio: bestWorkflow.archiveSecs / Math.min(...packOnly),
+      best: bestWorkflow,
+      runs: workflows.map((w, i) => ({ packOnlySecs: packOnly[i]!, ...w })),
+    };
+    log(`archive / pack-only: ${fmt(archive.ratio, 2)}`);
 
     // Many small files.
     let small: Record<string, number> | undefined;
@@ -371,7 +387,7 @@ async function main(): Promise<void> {
       { target: 'pack + CommP ≥ 0.7 × hashing limit', measured: `${fmt(ratios.oursToLimit, 2)} × (${fmt(limit.packLimitMiBps)} MiB/s)`, met: ratios.oursToLimit >= 0.7 },
       { target: 'pack + CommP ≥ 50 × data-segment', measured: `${fmt(ratios.oursToDataSegment)} ×`, met: ratios.oursToDataSegment >= 50 },
       { target: 'peak RSS ≤ 300 MiB (packing process)', measured: `${fmt(peakRss)} MiB (2 GiB and ${small?.files ?? 0}-file packs)`, met: peakRss <= 300 },
-      { target: 'archive (pack + 2 local replicas) ≤ 1.3 × pack-only', measured: `${fmt(archive.workflow!.ratio, 2)} × (overlapped: ${fmt(archive.overlapped!.ratio, 2)} ×)`, met: archive.workflow!.ratio <= 1.3 },
+      { target: 'archive (pack + 2 local replicas) ≤ 1.3 × pack-only', measured: `${fmt(archive.ratio, 2)} × (workflow ${fmt(archive.workflowSecs, 2)} s, pack ${fmt(archive.packOnlySecs, 2)} s)`, met: archive.ratio <= 1.3 },
       ...(small
         ? [{ target: `scan ≥ 20,000 files/s (${opts.files} files, page cache)`, measured: `${fmt(small.scanFilesPerSec)} files/s`, met: small.scanFilesPerSec >= 20_000 && opts.files >= 1_000_000 }]
         : []),
@@ -405,15 +421,15 @@ async function main(): Promise<void> {
       ...(oursDisk ? [['(b) ours, staging on the data disk', fmt(oursDisk.mibps), fmt(oursDisk.packSecs, 2), fmt(oursDisk.maxRssKiB / 1024)] as [string, string, string, string]] : []),
       ['(c) ipfs-car pack (no CommP)', fmt(ipfsCar.mibps), fmt(ipfsCar.secs, 2), `~${fmt(ipfsCar.maxRssMiB)}`],
       [`(d) data-segment CommP (${opts.dsMiB} MiB slice)`, fmt(ds.mibps, 1), fmt(ds.secs, 2), ''],
-      ['archive: pack + 2 local replicas', fmt(mibps(big.bytes, archive.workflow!.archiveSecs)), fmt(archive.workflow!.archiveSecs, 2), fmt(archive.workflow!.maxRssKiB / 1024)],
-      ['archive, replicas overlapped with pack', fmt(mibps(big.bytes, archive.overlapped!.archiveSecs)), fmt(archive.overlapped!.archiveSecs, 2), fmt(archive.overlapped!.maxRssKiB / 1024)],
+      ['archive workflow: pack + 2 local replicas', fmt(mibps(big.bytes, archive.workflowSecs)), fmt(archive.workflowSecs, 2), fmt(archive.best.maxRssKiB / 1024)],
+      ['pack only, staging on the data disk (interleaved)', fmt(mibps(big.bytes, archive.packOnlySecs)), fmt(archive.packOnlySecs, 2), ''],
     ];
     const line = (c: string[]) => `${c[0]!.padEnd(44)} ${c[1]!.padStart(16)} ${c[2]!.padStart(8)} ${c[3]!.padStart(9)}`;
     console.log(`\nProvenant bench: ${fmt(big.bytes / GiB, 2)} GiB in ${big.files} files from page cache, staging on ${stageRoot}; ${machine.cpus} × ${cpuModel}; load avg ${machine.loadavgStart.map((l) => l.toFixed(2)).join(' ')} → ${machine.loadavgEnd.map((l) => l.toFixed(2)).join(' ')}\n`);
     console.log(line(['', 'MiB/s', 'secs', 'RSS MiB']));
     for (const r of rows) console.log(line(r));
     console.log(`\nratios: ours/limit ${fmt(ratios.oursToLimit, 2)}, ours/ipfs-car ${fmt(ratios.oursToIpfsCar, 2)}, ours/data-segment ${fmt(ratios.oursToDataSegment)}`);
-    console.log(`archive / pack-only: ${fmt(archive.workflow!.ratio, 2)} as the workflow runs it (replicas after packing), ${fmt(archive.overlapped!.ratio, 2)} with replicas overlapped`);
+    console.log(`archive / pack-only: ${fmt(archive.ratio, 2)} (the workflow on an embedded dev server, worker in its process, staging and providers on ${work}; RSS there includes the worker)`);
     if (small) {
       console.log(`many small files: ${small.files} files (${fmt(small.bytes / MiB)} MiB): scan ${fmt(small.scanFilesPerSec)} files/s (peak RSS ${fmt(small.scanMaxRssMiB)} MiB), pack + CommP ${fmt(small.packFilesPerSec)} files/s = ${fmt(small.packMiBps)} MiB/s (peak RSS ${fmt(small.maxRssMiB)} MiB)`);
     }
