@@ -38,6 +38,7 @@ export interface ScanCounts {
   files: number;
   dirs: number;
   bytes: number;
+  /** Special files (FIFOs, sockets, devices) that were skipped, first 100. */
   specials: string[];
   specialCount: number;
   symlinksFollowed: number;

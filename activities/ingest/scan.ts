@@ -25,15 +25,8 @@ import {
 import { workerExecArgv } from '../pack/shard-hasher.js';
 import type { ScanCounts, ScanThreadInput, ScanThreadMessage } from './scan-thread.js';
 
-export interface ScanResult {
+export interface ScanResult extends ScanCounts {
   listingPath: string;
-  files: number;
-  dirs: number;
-  bytes: number;
-  /** Special files (FIFOs, sockets, devices) that were skipped, first 100. */
-  specials: string[];
-  specialCount: number;
-  symlinksFollowed: number;
 }
 
 export type ListingLine = ['D', string] | ['F', string, number, number, string] | ['E'];

@@ -93,7 +93,8 @@ export class LocalProvider implements StorageProvider {
   private async receive(piece: PieceRef, open: () => Readable, tmp: string, signal?: AbortSignal): Promise<void> {
     const hash = crypto.createHash('sha256');
     let bytes = 0;
-    const out = fs.createWriteStream(tmp, { flags: 'wx' });
+    // Opened before streaming, so that the file exists by the time a failed stream is cleaned up.
+    const out = (await fsp.open(tmp, 'wx')).createWriteStream();
     await pipeline(
       open(),
       async function* (src: AsyncIterable<Buffer>) {
