@@ -107,6 +107,22 @@ function shardAnnouncer(ctx: Context) {
   };
 }
 
+/**
+ * Heartbeat on a timer while `fn` runs (uploads and copies that report no progress of their own),
+ * so that a worker that dies mid-transfer is noticed within the heartbeat timeout, not the
+ * activity's whole start-to-close timeout.
+ */
+async function whileBeating<T>(fn: () => Promise<T>): Promise<T> {
+  const ctx = Context.current();
+  const timeoutMs = ctx.info.heartbeatTimeoutMs;
+  const timer = setInterval(() => ctx.heartbeat(), Math.max(200, Math.min(5000, (timeoutMs ?? 15_000) / 3)));
+  try {
+    return await fn();
+  } finally {
+    clearInterval(timer);
+  }
+}
+
 /** A stored copy of a piece that a steward looks after (its identity, without health). */
 export type ReplicaRef = Pick<StewardReplica, 'shard' | 'pieceCid' | 'carCid' | 'rootCid' | 'bytes' | 'providerId'>;
 
@@ -211,9 +227,9 @@ export function createActivities(deps: ActivityDeps) {
         throw new StagingMissingError(`staged piece missing: ${showPath(file)}`);
       }
       try {
-        return await p.put(s.piece, () => fs.createReadStream(file, { highWaterMark: 4 << 20 }), {
+        return await whileBeating(() => p.put(s.piece, () => fs.createReadStream(file, { highWaterMark: 4 << 20 }), {
           signal: Context.current().cancellationSignal, localFile: file, consumeLocalFile: !!s.last,
-        });
+        }));
       } catch (err) {
         await health.failed(s.providerId, (err as Error).message);
         throw err;
@@ -293,7 +309,7 @@ export function createActivities(deps: ActivityDeps) {
     ),
 
     /** Copy a piece from the first source whose bytes match its CAR CID onto `to`. */
-    provenantCopyPiece: boundary(async (r: { piece: PieceRef; from: string[]; to: string }): Promise<Placement> => {
+    provenantCopyPiece: boundary((r: { piece: PieceRef; from: string[]; to: string }): Promise<Placement> => whileBeating(async () => {
       const dir = path.join(config.dataDir, 'cache', 'repair');
       await fsp.mkdir(dir, { recursive: true });
       const file = path.join(dir, `${r.piece.pieceCid}.${process.pid}.car`);
@@ -327,7 +343,7 @@ export function createActivities(deps: ActivityDeps) {
       } finally {
         await fsp.rm(file, { force: true });
       }
-    }),
+    })),
 
     provenantRenewPiece: boundary(async (r: { pieceCid: string; providerId: string }): Promise<{ renewed: boolean; expiresAt?: string }> => {
       const p = providers.get(r.providerId);

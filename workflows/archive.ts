@@ -45,6 +45,8 @@ export async function archiveDataset(input: ArchiveInput): Promise<ArchiveSummar
   const put = proxyActivities<ProvenantActivities>({
     taskQueue: hostQueue,
     startToCloseTimeout: '1 day',
+    // Puts heartbeat while they run: a put on a worker that died is retried after this, not after a day.
+    heartbeatTimeout: input.heartbeatTimeout,
     retry: { nonRetryableErrorTypes: NON_RETRYABLE, maximumAttempts: input.putAttempts, maximumInterval: '1 minute' },
     cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
   });
@@ -165,6 +167,7 @@ export async function archiveDataset(input: ArchiveInput): Promise<ArchiveSummar
   let manifest: PieceRef;
   let manifestProviders: string[];
   let packing: Promise<PackResult> | undefined;
+  let writing: Promise<PieceRef> | undefined;
   const createdAt = input.createdAt ?? new Date(workflowInfo().startTime).toISOString();
   try {
     packing = work.run(() => host.provenantPack({ ...stage, sourcePath, shardBytes: input.shardBytes, announce: true }));
@@ -182,18 +185,22 @@ export async function archiveDataset(input: ArchiveInput): Promise<ArchiveSummar
       await condition(() => queue.length < SHARD_PAGE || failure !== undefined);
       if (failure !== undefined) throw failure;
     }
+    // The manifest needs the finished pack, not the copies: it is written while the last ones are made.
+    writing = work.run(() => host.provenantWriteManifest({
+      ...stage, rootCid: pack.rootCid, sourcePath, meta: input.meta, createdAt, shardBytes: input.shardBytes, ...origin,
+    }));
+    writing.catch(() => undefined);
     await condition(() => (running === 0 && queue.length === 0) || failure !== undefined);
     if (failure !== undefined) throw failure;
 
     progress.stage = 'manifest';
-    manifest = await work.run(() => host.provenantWriteManifest({
-      ...stage, rootCid: pack.rootCid, sourcePath, meta: input.meta, createdAt, shardBytes: input.shardBytes, ...origin,
-    }));
+    manifest = await writing;
     manifestProviders = await work.run(() => replicate('manifest.car', manifest, 0, false));
   } catch (err) {
     work.cancel();
     await CancellationScope.nonCancellable(async () => {
       await packing?.catch(() => undefined);
+      await writing?.catch(() => undefined);
       await condition(() => running === 0);
       for (const c of created) await host.provenantRetirePiece(c);
       await host.provenantCleanup(stage);
