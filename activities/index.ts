@@ -145,7 +145,7 @@ export function createActivities(deps: ActivityDeps) {
   const health = new HealthMemory(path.join(config.dataDir, 'provider-health.json'));
   const stageDir = (s: StageRef) => path.join(config.stagingDir, `${s.datasetId}.${s.runKey}`);
 
-  return {
+  const activities = {
     async provenantHostQueue(): Promise<string> {
       return hostQueue;
     },
@@ -385,6 +385,16 @@ export function createActivities(deps: ActivityDeps) {
       return manifest.shards.map((s) => ({ shard: s.index, pieceCid: s.pieceCid, carCid: s.carCid, rootCid: s.rootCid, bytes: s.carBytes }));
     }),
   };
+  // Not an activity (not enumerable): lets the worker release provider clients when it stops.
+  Object.defineProperty(activities, CLOSE_PROVIDERS, { value: () => providers.close(), enumerable: false });
+  return activities;
+}
+
+const CLOSE_PROVIDERS = Symbol('provenant.closeProviders');
+
+/** Close the provider clients (S3 sockets and the like) behind a set of activities. */
+export async function closeActivities(activities: object): Promise<void> {
+  await (activities as { [CLOSE_PROVIDERS]?: () => Promise<void> })[CLOSE_PROVIDERS]?.();
 }
 
 /** Read an audit chain back (used by the CLI; not an activity). */

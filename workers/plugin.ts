@@ -10,7 +10,7 @@
 import { fileURLToPath } from 'node:url';
 import { SimplePlugin } from '@temporalio/plugin';
 import { Worker } from '@temporalio/worker';
-import { createActivities, hostQueueName } from '../activities/index.js';
+import { closeActivities, createActivities, hostQueueName } from '../activities/index.js';
 import type { StorageProvider } from '../activities/providers/provider.js';
 import { loadConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
@@ -30,6 +30,8 @@ export class ProvenantPlugin extends SimplePlugin {
   readonly config: Config;
   readonly hostQueue: string;
   private readonly wantHostWorker: boolean;
+  /** Workers running with this plugin. */
+  private running = 0;
   private readonly acts: ReturnType<typeof createActivities>;
 
   constructor(opts: ProvenantPluginOptions = {}) {
@@ -48,19 +50,25 @@ export class ProvenantPlugin extends SimplePlugin {
   }
 
   override async runWorker(worker: Worker, next: (w: Worker) => Promise<void>): Promise<void> {
-    if (!this.wantHostWorker || !worker.connection) return super.runWorker(worker, next);
-    const hostWorker = await Worker.create({
-      connection: worker.connection,
-      namespace: worker.options.namespace,
-      taskQueue: this.hostQueue,
-      activities: this.acts,
-    });
-    const host = hostWorker.run();
+    this.running++;
     try {
-      await super.runWorker(worker, next);
+      if (!this.wantHostWorker || !worker.connection) return await super.runWorker(worker, next);
+      const hostWorker = await Worker.create({
+        connection: worker.connection,
+        namespace: worker.options.namespace,
+        taskQueue: this.hostQueue,
+        activities: this.acts,
+      });
+      const host = hostWorker.run();
+      try {
+        await super.runWorker(worker, next);
+      } finally {
+        if (hostWorker.getState() === 'RUNNING') hostWorker.shutdown();
+        await host;
+      }
     } finally {
-      if (hostWorker.getState() === 'RUNNING') hostWorker.shutdown();
-      await host;
+      // The last worker using this plugin releases the provider clients.
+      if (--this.running === 0) await closeActivities(this.acts);
     }
   }
 }
