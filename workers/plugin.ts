@@ -32,6 +32,7 @@ export class ProvenantPlugin extends SimplePlugin {
   private readonly wantHostWorker: boolean;
   /** Workers running with this plugin. */
   private running = 0;
+  private host: Promise<{ worker: Worker; run: Promise<void> }> | undefined;
   private readonly acts: ReturnType<typeof createActivities>;
 
   constructor(opts: ProvenantPluginOptions = {}) {
@@ -52,23 +53,28 @@ export class ProvenantPlugin extends SimplePlugin {
   override async runWorker(worker: Worker, next: (w: Worker) => Promise<void>): Promise<void> {
     this.running++;
     try {
-      if (!this.wantHostWorker || !worker.connection) return await super.runWorker(worker, next);
-      const hostWorker = await Worker.create({
-        connection: worker.connection,
-        namespace: worker.options.namespace,
-        taskQueue: this.hostQueue,
-        activities: this.acts,
-      });
-      const host = hostWorker.run();
-      try {
-        await super.runWorker(worker, next);
-      } finally {
-        if (hostWorker.getState() === 'RUNNING') hostWorker.shutdown();
-        await host;
+      // One host-queue worker per plugin, however many workers use it (Temporal refuses two on one queue).
+      if (this.wantHostWorker && worker.connection) {
+        this.host ??= Worker.create({
+          connection: worker.connection,
+          namespace: worker.options.namespace,
+          taskQueue: this.hostQueue,
+          activities: this.acts,
+        }).then((w) => ({ worker: w, run: w.run() }));
+        await this.host;
       }
+      await super.runWorker(worker, next);
     } finally {
-      // The last worker using this plugin releases the provider clients.
-      if (--this.running === 0) await closeActivities(this.acts);
+      // The last worker using this plugin stops the host-queue worker and releases the provider clients.
+      if (--this.running === 0) {
+        const host = await this.host?.catch(() => undefined);
+        this.host = undefined;
+        if (host) {
+          if (host.worker.getState() === 'RUNNING') host.worker.shutdown();
+          await host.run;
+        }
+        await closeActivities(this.acts);
+      }
     }
   }
 }

@@ -25,6 +25,25 @@ describe('ProvenantPlugin', () => {
     await env?.teardown();
   });
 
+  it('serves two workers with one host-queue worker, and closes its providers after the last stops', async (t) => {
+    if (!env) return t.skip('no Temporal server');
+    const dir = tmpDir('pv-plugin-');
+    const config = testConfig(dir);
+    const provider = new ClosingLocal('closing', path.join(dir, 'closing'));
+    const plugin = new ProvenantPlugin({ config, providers: [provider] });
+    const make = (taskQueue: string) =>
+      Worker.create({ connection: env!.nativeConnection, namespace: env!.namespace ?? 'default', taskQueue, plugins: [plugin] });
+    const one = await make(config.temporal.taskQueue);
+    const two = await make(`${config.temporal.taskQueue}-b`);
+    let releaseOne!: () => void;
+    const runOne = one.runUntil(new Promise<void>((r) => (releaseOne = r)));
+    await two.runUntil(new Promise((r) => setTimeout(r, 300)));
+    assert.equal(provider.closed, 0, 'still in use by the other worker');
+    releaseOne();
+    await runOne;
+    assert.equal(provider.closed, 1);
+  });
+
   it('closes its providers when its worker stops, not before', async (t) => {
     if (!env) return t.skip('no Temporal server');
     const dir = tmpDir('pv-plugin-');
