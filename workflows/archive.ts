@@ -170,9 +170,13 @@ export async function archiveDataset(input: ArchiveInput): Promise<ArchiveSummar
   let writing: Promise<PieceRef> | undefined;
   const createdAt = input.createdAt ?? new Date(workflowInfo().startTime).toISOString();
   try {
+    /** Waits for `done`, or throws the first replication failure. */
+    const until = async (done: () => boolean) => {
+      await condition(() => done() || failure !== undefined);
+      if (failure !== undefined) throw failure;
+    };
     packing = work.run(() => host.provenantPack({ ...stage, sourcePath, shardBytes: input.shardBytes, announce: true }));
-    await Promise.race([packing, condition(() => failure !== undefined)]);
-    if (failure !== undefined) throw failure;
+    await Promise.race([packing, until(() => false)]);
     pack = await packing;
     progress.shards = pack.shards;
     progress.stage = 'replicate';
@@ -182,16 +186,14 @@ export async function archiveDataset(input: ArchiveInput): Promise<ArchiveSummar
       for (let i = from; i < from + count; i++) if (seen.has(i)) announced++;
       if (announced < count) offer(await work.run(() => host.provenantShardPage({ ...stage, from, count })));
       // A dataset of many shards is paged in as copies finish.
-      await condition(() => queue.length < SHARD_PAGE || failure !== undefined);
-      if (failure !== undefined) throw failure;
+      await until(() => queue.length < SHARD_PAGE);
     }
     // The manifest needs the finished pack, not the copies: it is written while the last ones are made.
     writing = work.run(() => host.provenantWriteManifest({
       ...stage, rootCid: pack.rootCid, sourcePath, meta: input.meta, createdAt, shardBytes: input.shardBytes, ...origin,
     }));
     writing.catch(() => undefined);
-    await condition(() => (running === 0 && queue.length === 0) || failure !== undefined);
-    if (failure !== undefined) throw failure;
+    await until(() => running === 0 && queue.length === 0);
 
     progress.stage = 'manifest';
     manifest = await writing;

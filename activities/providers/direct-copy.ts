@@ -25,12 +25,12 @@ export class DirectIoUnsupported extends Error {
   override name = 'DirectIoUnsupported';
 }
 
-/** Returns the offset in `buf` at which direct writes through `fd` are accepted. */
-async function alignedStart(fh: fsp.FileHandle, buf: Buffer, at: number): Promise<number> {
+/** Returns the offset in `buf` at which direct writes through `fh` are accepted. */
+async function alignedStart(fh: fsp.FileHandle, buf: Buffer): Promise<number> {
   for (let shift = 0; shift < ALIGN; shift += 16) {
     try {
-      // A block of the lane's own range: overwritten by the copy right after.
-      await fh.write(buf, shift, ALIGN, at);
+      // A trial block at the start of the file, overwritten by the copy right after.
+      await fh.write(buf, shift, ALIGN, 0);
       return shift;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EINVAL') throw err;
@@ -39,13 +39,13 @@ async function alignedStart(fh: fsp.FileHandle, buf: Buffer, at: number): Promis
   throw new DirectIoUnsupported('no aligned buffer offset accepted for direct I/O');
 }
 
-/** Copy bytes [from, to) (block-aligned) from `input` to `out`, reading the next chunk while writing this one. */
-async function copyRange(input: fsp.FileHandle, out: fsp.FileHandle, from: number, to: number, src: string, signal?: AbortSignal): Promise<void> {
-  if (to <= from) return;
+/** Copy the first `length` bytes (block-aligned) from `input` to `out`, reading the next chunk while writing this one. */
+async function copyBlocks(input: fsp.FileHandle, out: fsp.FileHandle, length: number, src: string): Promise<void> {
+  if (length <= 0) return;
   const bufs = [Buffer.allocUnsafeSlow(CHUNK + ALIGN), Buffer.allocUnsafeSlow(CHUNK + ALIGN)];
-  const starts = [await alignedStart(out, bufs[0]!, from), await alignedStart(out, bufs[1]!, from)];
+  const starts = [await alignedStart(out, bufs[0]!), await alignedStart(out, bufs[1]!)];
   const readChunk = async (i: number, at: number) => {
-    const n = Math.min(CHUNK, to - at);
+    const n = Math.min(CHUNK, length - at);
     let got = 0;
     while (got < n) {
       const r = await input.read(bufs[i]!, starts[i]! + got, n - got, at + got);
@@ -54,13 +54,12 @@ async function copyRange(input: fsp.FileHandle, out: fsp.FileHandle, from: numbe
     }
     return n;
   };
-  let at = from;
+  let at = 0;
   let cur = 0;
-  let pending: Promise<number> | undefined = readChunk(0, from);
+  let pending: Promise<number> | undefined = readChunk(0, 0);
   while (pending) {
     const n: number = await pending;
-    signal?.throwIfAborted();
-    const next: Promise<number> | undefined = at + n < to ? readChunk(cur ^ 1, at + n) : undefined;
+    const next: Promise<number> | undefined = at + n < length ? readChunk(cur ^ 1, at + n) : undefined;
     let put = 0;
     while (put < n) put += (await out.write(bufs[cur]!, starts[cur]! + put, n - put, at + put)).bytesWritten;
     at += n;
@@ -73,7 +72,7 @@ async function copyRange(input: fsp.FileHandle, out: fsp.FileHandle, from: numbe
  * Copy `src` to the new file `dst` (which must not exist), with direct writes, and fsync it.
  * Throws DirectIoUnsupported (leaving no `dst`) when direct I/O cannot be used there.
  */
-export async function copyFileDirect(src: string, dst: string, signal?: AbortSignal): Promise<void> {
+export async function copyFileDirect(src: string, dst: string): Promise<void> {
   const O_DIRECT = fs.constants.O_DIRECT;
   if (!O_DIRECT) throw new DirectIoUnsupported('O_DIRECT is not available on this platform');
   const input = await fsp.open(src, 'r');
@@ -89,7 +88,7 @@ export async function copyFileDirect(src: string, dst: string, signal?: AbortSig
   try {
     const size = (await input.stat()).size;
     const whole = size - (size % ALIGN);
-    await copyRange(input, out, 0, whole, src, signal);
+    await copyBlocks(input, out, whole, src);
     // The tail (less than one block) through a buffered descriptor.
     if (size > whole) {
       const tail = Buffer.allocUnsafe(size - whole);

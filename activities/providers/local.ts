@@ -1,7 +1,7 @@
 /**
  * A local directory as a storage provider. Several of them stand in for independent providers
  * on one machine. Writes are atomic (temp file + fsync + rename); streamed bytes are verified against
- * the CAR CID, and a file already checked on this host is linked or copied in the kernel instead.
+ * the CAR CID, and a file already checked on this host is linked or copied instead (see takeLocal).
  *
  * Layout: <root>/pieces/<pieceCid>.car, <root>/pieces/<pieceCid>.json, <root>/roots/<rootCid>
  */
@@ -118,9 +118,8 @@ export class LocalProvider implements StorageProvider {
   /**
    * A file on this machine whose bytes the caller already checked against the CAR CID: taken as
    * it is when the caller is done with it (a hard link: the very bytes that were hashed), else
-   * copied (see copyCold). Not hashed again: the size
-   * and the source's identity (inode, size, mtime) are checked, and the steward's spot checks
-   * prove the content from then on.
+   * copied (see copyCold). Not hashed again: the size and the source's identity (inode, size,
+   * mtime) are checked, and the steward's spot checks prove the content from then on.
    */
   private async takeLocal(piece: PieceRef, src: string, tmp: string, consume: boolean): Promise<string> {
     const before = await fsp.stat(src);
