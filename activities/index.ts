@@ -123,6 +123,25 @@ async function whileBeating<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
+/** Twins are written for at most this many copies of a shard. */
+const MAX_TWINS = 8;
+
+/** How many of these providers take files in from `dir` by moving them (see `StorageProvider.adoptsFrom`). */
+async function adoptingProviders(set: ProviderSet, ids: string[], dir: string): Promise<number> {
+  const takes = await Promise.all(ids.map((id) => set.get(id).adoptsFrom?.(dir).catch(() => false) ?? false));
+  return takes.filter(Boolean).length;
+}
+
+/** A twin of the staged shard `file` that provider `p` can move in, if one is left (see shard-hasher.ts). */
+async function twinOf(p: StorageProvider, file: string): Promise<string | undefined> {
+  if (!(await p.adoptsFrom?.(path.dirname(file)).catch(() => false))) return undefined;
+  for (let t = 1; t <= MAX_TWINS; t++) {
+    const twin = `${file}.twin${t}`;
+    if (fs.existsSync(twin)) return twin;
+  }
+  return undefined;
+}
+
 /** A stored copy of a piece that a steward looks after (its identity, without health). */
 export type ReplicaRef = Pick<StewardReplica, 'shard' | 'pieceCid' | 'carCid' | 'rootCid' | 'bytes' | 'providerId'>;
 
@@ -177,10 +196,16 @@ export function createActivities(deps: ActivityDeps) {
     /**
      * Pack the listing into CAR shards (resuming from the checkpoint). With `announce`, each shard
      * is signalled to the calling workflow as soon as it is durable, so that it can be replicated
-     * while the rest is packed.
+     * while the rest is packed. With `replicas`, the shards' copies to be made and the providers
+     * they may go to: for each copy short of the last that a provider on this filesystem may take
+     * in by moving a file, a twin of each shard is written while packing (see shard-hasher.ts).
      */
-    provenantPack: boundary(async (s: StageRef & { sourcePath: string; shardBytes: number; announce?: boolean }): Promise<PackResult> => {
+    provenantPack: boundary(async (s: StageRef & {
+      sourcePath: string; shardBytes: number; announce?: boolean; replicas?: { copies: number; providerIds: string[] };
+    }): Promise<PackResult> => {
       const dir = stageDir(s);
+      fs.mkdirSync(dir, { recursive: true });
+      const twins = s.replicas ? Math.min(s.replicas.copies - 1, MAX_TWINS, await adoptingProviders(providers, s.replicas.providerIds, dir)) : 0;
       const ctx = Context.current();
       const resumeFrom = activityInfo().heartbeatDetails as PackProgress | undefined;
       const cp = readCheckpoint(dir);
@@ -193,7 +218,7 @@ export function createActivities(deps: ActivityDeps) {
       if (announcer && cp) for (const sh of cp.shards) announcer.add(sh);
       try {
         return await packInThread(
-          { sourceRoot: path.resolve(s.sourcePath), listingPath: path.join(dir, 'listing.ndjson'), dir, shardBytes: s.shardBytes },
+          { sourceRoot: path.resolve(s.sourcePath), listingPath: path.join(dir, 'listing.ndjson'), dir, shardBytes: s.shardBytes, twins },
           ({ closed, ...p }) => {
             latest = p;
             if (closed) announcer?.add(closed);
@@ -216,19 +241,22 @@ export function createActivities(deps: ActivityDeps) {
     /**
      * Store one staged piece on one provider. `last`: no other copy will be made from this staged
      * file, so the provider may take it (a local provider on the same filesystem moves it in).
+     * Before the last copy, a provider that can move a file in takes one of the shard's twins.
      */
     provenantPutPiece: boundary(async (s: StageRef & { file: string; piece: PieceRef; providerId: string; last?: boolean }): Promise<Placement> => {
       const file = path.join(stageDir(s), path.basename(s.file));
       const p = providers.get(s.providerId);
-      if (!fs.existsSync(file)) {
+      const twin = s.last ? undefined : await twinOf(p, file);
+      if (!twin && !fs.existsSync(file)) {
         // Taken by an earlier attempt whose result was lost: the piece is there, or it is a real loss.
         const st = s.last ? await p.status(s.piece).catch(() => undefined) : undefined;
         if (st?.present && st.bytes === s.piece.bytes) return { providerId: p.id, pieceCid: s.piece.pieceCid, existed: true, storedAt: new Date().toISOString(), expiresAt: st.expiresAt };
         throw new StagingMissingError(`staged piece missing: ${showPath(file)}`);
       }
+      const from = twin ?? file;
       try {
-        return await whileBeating(() => p.put(s.piece, () => fs.createReadStream(file, { highWaterMark: 4 << 20 }), {
-          signal: Context.current().cancellationSignal, localFile: file, consumeLocalFile: !!s.last,
+        return await whileBeating(() => p.put(s.piece, () => fs.createReadStream(from, { highWaterMark: 4 << 20 }), {
+          signal: Context.current().cancellationSignal, localFile: from, consumeLocalFile: !!twin || !!s.last,
         }));
       } catch (err) {
         await health.failed(s.providerId, (err as Error).message);

@@ -175,7 +175,11 @@ export async function archiveDataset(input: ArchiveInput): Promise<ArchiveSummar
       await condition(() => done() || failure !== undefined);
       if (failure !== undefined) throw failure;
     };
-    packing = work.run(() => host.provenantPack({ ...stage, sourcePath, shardBytes: input.shardBytes, announce: true }));
+    packing = work.run(() => host.provenantPack({
+      ...stage, sourcePath, shardBytes: input.shardBytes, announce: true,
+      // Copies to providers on the staging filesystem are written while packing (twins), then moved in.
+      replicas: { copies: input.copies, providerIds: input.providers.map((p) => p.id) },
+    }));
     await Promise.race([packing, until(() => false)]);
     pack = await packing;
     progress.shards = pack.shards;

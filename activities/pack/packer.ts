@@ -24,6 +24,10 @@ export interface PackOptions {
   /** The dataset's staging directory (shards, checkpoint, files.ndjson). */
   dir: string;
   shardBytes: number;
+  /** Extra copies of each shard to write while packing, for providers on this machine (see shard-hasher.ts). */
+  twins?: number;
+  /** Direct I/O for shard files: undefined = where the staging filesystem takes it. */
+  directIo?: boolean;
 }
 
 export interface FileRecord {
@@ -120,7 +124,7 @@ export async function runPack(opts: PackOptions, onProgress: (p: PackProgress) =
   // Drop anything a killed run left behind past the checkpoint.
   const kept = cp?.shards.length ?? 0;
   for (const f of fs.readdirSync(opts.dir)) {
-    const m = /^shard-(\d+)\.car(\.idx)?(\.partial)?$/.exec(f);
+    const m = /^shard-(\d+)\.car(\.idx|\.twin\d+)?(\.partial)?$/.exec(f);
     if (m && (m[3] || Number(m[1]) >= kept)) fs.rmSync(path.join(opts.dir, f), { force: true });
   }
   const filesPath = path.join(opts.dir, FILES);
@@ -179,7 +183,7 @@ export async function runPack(opts: PackOptions, onProgress: (p: PackProgress) =
     writeJsonAtomic(path.join(opts.dir, CHECKPOINT), checkpoint);
     onProgress({ shardsDone: shards.length, files, bytes, closed: info });
   };
-  const writer = new ShardWriter(opts.dir, opts.shardBytes, shards.length, onShard, snapshot);
+  const writer = new ShardWriter(opts.dir, opts.shardBytes, shards.length, onShard, snapshot, { twins: opts.twins, direct: opts.directIo });
 
   /** Returns the shard the block went to, or -1 when it was already written before a resume. */
   const emit = (block: Block): number => {

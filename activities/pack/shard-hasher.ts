@@ -11,20 +11,35 @@
  * While the queue is long, the packing thread computes the CommP batch roots of the slots it
  * publishes itself, which balances the work between the two cores whatever the dataset.
  *
- * A slot carries its shard's file descriptor; the last slot of a shard carries an end marker.
- * The hash thread then digests, fsyncs the file (asynchronously, off both hot loops), renames
- * it from `.partial` to its final name and reports, in shard order. The packing thread collects
- * reports without blocking (`poll`) or waits for them (`drain`), and closes the descriptor.
+ * A slot carries its shard's file descriptor and index; the last slot of a shard carries an end
+ * marker. The hash thread then digests, fsyncs the file (asynchronously, off both hot loops),
+ * renames it from `.partial` to its final name and reports, in shard order. The packing thread
+ * collects reports without blocking (`poll`) or waits for them (`drain`), and closes the
+ * descriptor.
+ *
+ * Writes are asynchronous (the thread pool does them while this thread hashes), and a slot is
+ * released once it is hashed and written. Where the staging filesystem takes them, they are
+ * direct (O_DIRECT, see ../direct-io.ts): the ring is allocated so that its slots start on an
+ * aligned address, and a full slot is a whole number of blocks, so every write but a shard's last
+ * few bytes goes straight from the ring to the device, without page cache.
+ *
+ * Twins: with `twins: k`, each shard is also written to k more files (`shard-<i>.car.twin<j>`)
+ * from the same ring memory, as it is hashed. They are whole, independent copies of the staged
+ * shard, made while the CPU-bound pack goes on, for copies to providers on this machine that can
+ * take a file in by linking it (see `twinFileName` and the put activity). Only with direct I/O:
+ * through the page cache they would cost more than they save.
  *
  * Control words (Int32Array over a second SharedArrayBuffer):
  *   HEAD     slots published by the packer       TAIL     slots released by the hash thread
  *   REPORTS  reports posted by the hash thread   STOP     set by the packer: stop now
- *   EXITED   set by the hash thread as it exits  STOPPED  set by it once it saw STOP
+ *   EXITED   set by the hash thread as it exits  STOPPED  set by it once it left its loop
+ *                                                        (stop or failure) and its writes are done
  *   per slot: length, flags (END, ROOTS), fd, shard index
  * plus, per slot, room for the CommP batch roots the packing thread may have computed.
  */
 import path from 'node:path';
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
+import { ALIGN, probeDirect } from '../direct-io.js';
 import { BATCH_BYTES, CommPHasher } from './commp.js';
 
 export const SLOT_COUNT = 8;
@@ -41,6 +56,10 @@ export const HELP_WHEN_QUEUED = 3;
 export interface ShardHasherOptions {
   /** Queue length from which the packing thread hashes CommP batches itself (tests: 0 = always). */
   helpWhenQueued?: number;
+  /** Direct I/O for the shard files: undefined = where the staging filesystem takes it. */
+  direct?: boolean;
+  /** Extra copies of each shard written while it is hashed (direct I/O only; see above). */
+  twins?: number;
 }
 
 export const HEAD = 0;
@@ -62,6 +81,10 @@ export const FLAG_ROOTS = 2;
 
 export interface HashThreadData {
   ring: SharedArrayBuffer;
+  /** Where the first slot starts in `ring` (aligned for direct I/O). */
+  ringOffset: number;
+  direct: boolean;
+  twins: number;
   roots: SharedArrayBuffer;
   ctrl: SharedArrayBuffer;
   dir: string;
@@ -85,8 +108,13 @@ export function shardFileName(index: number): string {
   return `shard-${String(index).padStart(6, '0')}.car`;
 }
 
-export function partialPath(dir: string, index: number): string {
-  return path.join(dir, `${shardFileName(index)}.partial`);
+/** The `twin`-th extra copy of shard `index` (1-based). */
+export function twinFileName(index: number, twin: number): string {
+  return `${shardFileName(index)}.twin${twin}`;
+}
+
+export function partialPath(dir: string, index: number, twin = 0): string {
+  return path.join(dir, `${twin ? twinFileName(index, twin) : shardFileName(index)}.partial`);
 }
 
 /** Thrown on the packing thread when the hash thread failed. */
@@ -104,7 +132,8 @@ export function workerExecArgv(): string[] | undefined {
 
 /** Packing-thread side of the ring. */
 export class ShardHasher {
-  private readonly ring = new SharedArrayBuffer(SLOT_COUNT * SLOT_BYTES);
+  /** One block more than the slots: they start at the offset direct writes accept. */
+  private readonly ring = new SharedArrayBuffer(SLOT_COUNT * SLOT_BYTES + ALIGN);
   private readonly roots = new Uint8Array(new SharedArrayBuffer(SLOT_COUNT * BATCHES_PER_SLOT * 32));
   /** Scratch for the batches this thread hashes itself; created on first use. */
   private commp: CommPHasher | undefined;
@@ -121,13 +150,26 @@ export class ShardHasher {
   private readonly arrived: ShardDigest[] = [];
 
   private readonly helpWhenQueued: number;
+  /** Shard files are written with direct I/O (the packing thread opens them with `O_DIRECT`). */
+  readonly direct: boolean;
+  /** Extra copies written of each shard. */
+  readonly twins: number;
 
   constructor(dir: string, opts: ShardHasherOptions = {}) {
     this.helpWhenQueued = opts.helpWhenQueued ?? HELP_WHEN_QUEUED;
-    for (let i = 0; i < SLOT_COUNT; i++) this.slots.push(new Uint8Array(this.ring, i * SLOT_BYTES, SLOT_BYTES));
+    const whole = new Uint8Array(this.ring);
+    const offset = opts.direct === false ? undefined : probeDirect(dir, whole);
+    if (opts.direct && offset === undefined) throw new ShardHashError(`direct I/O is not available in ${dir}`);
+    this.direct = offset !== undefined;
+    this.twins = this.direct ? Math.max(0, Math.floor(opts.twins ?? 0)) : 0;
+    const ringOffset = offset ?? 0;
+    for (let i = 0; i < SLOT_COUNT; i++) this.slots.push(new Uint8Array(this.ring, ringOffset + i * SLOT_BYTES, SLOT_BYTES));
     const { port1, port2 } = new MessageChannel();
     this.port = port1;
-    const data: HashThreadData = { ring: this.ring, roots: this.roots.buffer as SharedArrayBuffer, ctrl: this.ctrl.buffer as SharedArrayBuffer, dir, port: port2 };
+    const data: HashThreadData = {
+      ring: this.ring, ringOffset, direct: this.direct, twins: this.twins,
+      roots: this.roots.buffer as SharedArrayBuffer, ctrl: this.ctrl.buffer as SharedArrayBuffer, dir, port: port2,
+    };
     this.worker = new Worker(new URL('./shard-hash-thread.js', import.meta.url), {
       workerData: data,
       transferList: [port2],
@@ -167,13 +209,13 @@ export class ShardHasher {
   }
 
   /**
-   * Hand the acquired slot's first `length` bytes to the hash thread, which appends them to the
-   * shard file `fd` and hashes them. With `endIndex`, they end shard `endIndex`: the thread then
-   * fsyncs and renames its file; the caller closes `fd` after the report.
+   * Hand the acquired slot's first `length` bytes of shard `index` to the hash thread, which
+   * appends them to the shard file `fd` (and its twins) and hashes them. With `end`, they end the
+   * shard: the thread then fsyncs and renames its files; the caller closes `fd` after the report.
+   * Every slot of a shard but its last must be full.
    */
-  publish(length: number, fd: number, endIndex?: number): void {
+  publish(length: number, fd: number, index: number, end: boolean): void {
     const s = this.head % SLOT_COUNT;
-    const end = endIndex !== undefined;
     let flags = end ? FLAG_END : 0;
     if (length === SLOT_BYTES && this.head - Atomics.load(this.ctrl, TAIL) >= this.helpWhenQueued) {
       this.commp ??= new CommPHasher();
@@ -187,7 +229,7 @@ export class ShardHasher {
     Atomics.store(this.ctrl, slotWord(s, LEN), length);
     Atomics.store(this.ctrl, slotWord(s, FLAGS), flags);
     Atomics.store(this.ctrl, slotWord(s, FD), fd);
-    Atomics.store(this.ctrl, slotWord(s, INDEX), end ? endIndex : -1);
+    Atomics.store(this.ctrl, slotWord(s, INDEX), index);
     this.head++;
     if (end) this.ends++;
     Atomics.store(this.ctrl, HEAD, this.head);

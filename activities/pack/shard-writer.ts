@@ -14,6 +14,7 @@ import path from 'node:path';
 import varint from 'varint';
 import { encode as cborEncode } from '@ipld/dag-cbor';
 import type { CID } from 'multiformats/cid';
+import { directWriteFlags } from '../direct-io.js';
 import { PieceSizeExceededError } from '../errors.js';
 import { BlockIndexWriter, blockIndexName } from './block-index.js';
 import { partialPath, ShardHasher, shardFileName, SLOT_BYTES, type ShardDigest, type ShardHasherOptions } from './shard-hasher.js';
@@ -176,7 +177,8 @@ export class ShardWriter<M = undefined> {
 
   private start(root: CID): void {
     if (!this.hasher) throw new Error('ShardWriter: await ready() before writing');
-    this.fd = fs.openSync(partialPath(this.dir, this.nextIndex), 'w');
+    const direct = this.hasher.direct ? directWriteFlags() : undefined;
+    this.fd = fs.openSync(partialPath(this.dir, this.nextIndex), direct ?? 'w', 0o644);
     this.index = new BlockIndexWriter(path.join(this.dir, blockIndexName(shardFileName(this.nextIndex))));
     this.carBytes = 0;
     this.blocks = 0;
@@ -207,7 +209,7 @@ export class ShardWriter<M = undefined> {
   /** Hand the filled part of the slot to the hash thread, which writes it to the shard file and hashes it. */
   private flushSlot(end?: { index: number }): void {
     if (!this.slot) this.hasher!.acquire();
-    this.hasher!.publish(this.slotLen, this.fd, end?.index);
+    this.hasher!.publish(this.slotLen, this.fd, end?.index ?? this.nextIndex, !!end);
     this.slot = undefined;
     this.slotLen = 0;
     this.report(this.hasher!.poll());
@@ -262,18 +264,22 @@ export class ShardWriter<M = undefined> {
   }
 
   abort(): void {
+    const twins = this.hasher?.twins ?? 0;
     this.hasher?.stop();
     this.hasher = undefined;
+    const remove = (index: number) => {
+      for (let t = 0; t <= twins; t++) fs.rmSync(partialPath(this.dir, index, t), { force: true });
+    };
     if (this.fd >= 0) {
       fs.closeSync(this.fd);
       this.fd = -1;
-      fs.rmSync(partialPath(this.dir, this.nextIndex), { force: true });
+      remove(this.nextIndex);
     }
     this.index?.abort();
     this.index = undefined;
     for (const s of this.sealed.splice(0)) {
       fs.closeSync(s.fd);
-      fs.rmSync(partialPath(this.dir, s.index), { force: true });
+      remove(s.index);
     }
   }
 }

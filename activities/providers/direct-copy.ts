@@ -1,49 +1,23 @@
 /**
- * Copy a large file without passing it through the page cache on the way out (O_DIRECT writes).
- *
- * An archived piece is cold data: a buffered copy makes the kernel find (and, on a virtual machine
- * whose memory is backed lazily, fault in) fresh page-cache pages for every byte, which costs
- * several times the copy itself, and then evicts useful cache to hold bytes nobody reads soon.
- * Direct writes go from our buffers to the device. Reads stay buffered (the source is usually a
- * shard just written, still in cache). Double-buffered: the next chunk is read while this one is
- * written.
- *
- * O_DIRECT wants the buffer address, the file offset and the length aligned to the device's
- * logical block size. Node gives no buffer addresses, so the aligned start inside each buffer is
- * found once by trying a one-block write at each 16-byte step. The last partial block goes
- * through a second, buffered descriptor. Where any of this is unavailable (no O_DIRECT, a
- * filesystem that refuses it), the caller falls back to an ordinary copy.
+ * Copy a large file without passing it through the page cache on the way out (O_DIRECT writes;
+ * see ../direct-io.ts for why and how). Reads stay buffered (the source is usually a shard just
+ * written, still in cache). Double-buffered: the next chunk is read while this one is written.
+ * The last partial block goes through a second, buffered descriptor. Where direct I/O is
+ * unavailable, the caller falls back to an ordinary copy.
  */
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
+import { ALIGN, alignedOffset, DirectIoUnsupported } from '../direct-io.js';
+
+export { DirectIoUnsupported };
 
 const CHUNK = 8 << 20;
-/** Largest logical block size we align to. */
-const ALIGN = 4096;
-
-export class DirectIoUnsupported extends Error {
-  override name = 'DirectIoUnsupported';
-}
-
-/** Returns the offset in `buf` at which direct writes through `fh` are accepted. */
-async function alignedStart(fh: fsp.FileHandle, buf: Buffer): Promise<number> {
-  for (let shift = 0; shift < ALIGN; shift += 16) {
-    try {
-      // A trial block at the start of the file, overwritten by the copy right after.
-      await fh.write(buf, shift, ALIGN, 0);
-      return shift;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EINVAL') throw err;
-    }
-  }
-  throw new DirectIoUnsupported('no aligned buffer offset accepted for direct I/O');
-}
 
 /** Copy the first `length` bytes (block-aligned) from `input` to `out`, reading the next chunk while writing this one. */
 async function copyBlocks(input: fsp.FileHandle, out: fsp.FileHandle, length: number, src: string): Promise<void> {
   if (length <= 0) return;
   const bufs = [Buffer.allocUnsafeSlow(CHUNK + ALIGN), Buffer.allocUnsafeSlow(CHUNK + ALIGN)];
-  const starts = [await alignedStart(out, bufs[0]!), await alignedStart(out, bufs[1]!)];
+  const starts = [alignedOffset(out.fd, bufs[0]!), alignedOffset(out.fd, bufs[1]!)];
   const readChunk = async (i: number, at: number) => {
     const n = Math.min(CHUNK, length - at);
     let got = 0;

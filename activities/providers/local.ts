@@ -142,6 +142,13 @@ export class LocalProvider implements StorageProvider {
     return 'a copy of bytes hashed to its CAR CID when packed (size and source checked)';
   }
 
+  /** Same filesystem as `dir`: a file there is moved in with a hard link (see takeLocal). */
+  async adoptsFrom(dir: string): Promise<boolean> {
+    const here = await statNearest(this.root);
+    const there = await fsp.stat(dir).catch(() => undefined);
+    return !!here && !!there && here.dev === there.dev;
+  }
+
   /** A provider whose root is gone (an unmounted volume) is unreachable, not empty. */
   private async reachable(): Promise<void> {
     const st = await fsp.stat(this.root).catch(() => undefined);
@@ -218,6 +225,14 @@ async function copyCold(src: string, dst: string): Promise<void> {
     }
   }
   await fsp.copyFile(src, dst, fs.constants.COPYFILE_EXCL);
+}
+
+/** The stat of `p`, or of its nearest existing ancestor (a provider root is created on first put). */
+async function statNearest(p: string): Promise<fs.Stats | undefined> {
+  for (let dir = path.resolve(p); ; dir = path.dirname(dir)) {
+    const st = await fsp.stat(dir).catch(() => undefined);
+    if (st || dir === path.dirname(dir)) return st;
+  }
 }
 
 async function writeAtomic(file: string, text: string): Promise<void> {

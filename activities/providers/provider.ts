@@ -62,6 +62,12 @@ export interface StorageProvider {
   /** Find a piece by the root CID in its CAR header (used to locate manifests). */
   locate(rootCid: string, o?: CallOptions): Promise<PieceRef | undefined>;
   delete(piece: Pick<PieceRef, 'pieceCid'>, o?: CallOptions): Promise<void>;
+  /**
+   * True when a file in `dir` (on this host) would be taken in by moving it, not by copying its
+   * bytes (a local directory on the same filesystem). The packer then writes extra copies of each
+   * shard while packing, for such providers to take (see the pack and put activities).
+   */
+  adoptsFrom?(dir: string): Promise<boolean>;
   /** Extend how long the provider keeps the piece (claim extension, new deal, top-up). */
   renew?(piece: Pick<PieceRef, 'pieceCid'>, o?: CallOptions): Promise<{ expiresAt?: string }>;
   close?(): Promise<void>;

@@ -73,6 +73,42 @@ describe('archive → replicate → restore on a real Temporal server', () => {
     assert.deepEqual(readTree(target), readTree(src()));
   });
 
+  it('moves both local copies of each shard in: one written while packing (a twin), the other the staged shard', async (t) => {
+    if (!env) return t.skip('no Temporal server');
+    // Content of its own: pieces another test stored already would only be found in place.
+    const dir = path.join(data, 'twins-src');
+    writeTree(dir, { 'a.bin': bytesOf(5 * MiB + 17, 'twin-a'), 'b/c.bin': bytesOf(MiB, 'twin-c'), 'b/d.txt': 'twins' });
+    const { summary, history } = await withWorker(env, config, async () => {
+      const { handle } = await startArchive(env!.client, config, { dir, datasetId: 'twins', noSteward: true });
+      return { summary: await handle.result(), history: await handle.fetchHistory() };
+    });
+    const puts = new Set<number>();
+    const evidence: string[] = [];
+    for (const e of history.events ?? []) {
+      if (e.activityTaskScheduledEventAttributes?.activityType?.name === 'provenantPutPiece') puts.add(Number(e.eventId));
+      const done = e.activityTaskCompletedEventAttributes;
+      if (done && puts.has(Number(done.scheduledEventId))) {
+        const placement = JSON.parse(Buffer.from(done.result!.payloads![0]!.data!).toString()) as { evidence?: string };
+        evidence.push(placement.evidence ?? '(hashed on the way in)');
+      }
+    }
+    // Shards and manifest, two copies each.
+    assert.equal(evidence.length, 2 * (summary.shards + 1));
+    const movedIn = evidence.filter((x) => x.includes('moved in')).length;
+    assert.ok(movedIn >= 2 * summary.shards, `every shard copy moved in, not copied: ${JSON.stringify(evidence)}`);
+    const copies = new Map<string, string[]>();
+    for (const dir of config.providers.map((p) => path.join(localPath(p), 'pieces'))) {
+      for (const f of fs.existsSync(dir) ? fs.readdirSync(dir).filter((n) => n.endsWith('.car')) : []) copies.set(f, [...(copies.get(f) ?? []), path.join(dir, f)]);
+    }
+    const pairs = [...copies.values()].filter((files) => files.length === 2);
+    assert.ok(pairs.length >= summary.shards, `${pairs.length} pieces with two copies, ${summary.shards} shards`);
+    for (const [x, y] of pairs) {
+      assert.notEqual(fs.statSync(x!).ino, fs.statSync(y!).ino, `${x}: two files, not one linked twice`);
+      assert.equal(fs.statSync(x!).nlink, 1, `${x}: nothing else holds it (staging is gone)`);
+      assert.ok(fs.readFileSync(x!).equals(fs.readFileSync(y!)), `${x}: same bytes as ${y}`);
+    }
+  });
+
   it('re-submitting the same dataset id returns the existing archive', async (t) => {
     if (!env) return t.skip('no Temporal server');
     await withWorker(env, config, async () => {

@@ -17,7 +17,8 @@ import { scanLocal } from '../../../activities/ingest/scan.js';
 import { blockIndexName, readBlockIndex } from '../../../activities/pack/block-index.js';
 import { carCidFromSha256, cidOf, RAW_CODE } from '../../../activities/pack/cids.js';
 import { CHECKPOINT, FILES, runPack } from '../../../activities/pack/packer.js';
-import { SLOT_BYTES } from '../../../activities/pack/shard-hasher.js';
+import { ALIGN, probeDirect } from '../../../activities/direct-io.js';
+import { partialPath, SLOT_BYTES, twinFileName } from '../../../activities/pack/shard-hasher.js';
 import { ShardWriter, type ShardInfo } from '../../../activities/pack/shard-writer.js';
 import { bytesOf, tmpDir, writeTree } from '../../helpers/env.js';
 
@@ -106,6 +107,65 @@ describe('shard pipeline', () => {
       await assertBlockIndexMatches(dir, infos);
     });
   }
+
+  it('writes twins of every shard, byte for byte, with direct I/O, and the same shards through the page cache', async (t) => {
+    const root = tmpDir();
+    const src = path.join(root, 'src');
+    writeTree(src, { 'a.bin': bytesOf(7 * MiB + 333, 'ta'), 'b.bin': bytesOf(3 * MiB + 1, 'tb'), 'c.txt': 'small' });
+    const listingPath = path.join(root, 'listing.ndjson');
+    await scanLocal(src, listingPath);
+    const shardBytes = 2 * SLOT_BYTES + 5000;
+    const buffered = path.join(root, 'buffered');
+    fs.mkdirSync(buffered);
+    fs.copyFileSync(listingPath, path.join(buffered, 'listing.ndjson'));
+    await runPack({ sourceRoot: src, listingPath: path.join(buffered, 'listing.ndjson'), dir: buffered, shardBytes, directIo: false, twins: 2 });
+    const reference = checkpointShards(buffered);
+    assert.ok(reference.length >= 2, `${reference.length} shards`);
+    assertShardsMatchFiles(buffered, reference);
+    // Twins are written only with direct I/O.
+    assert.deepEqual(fs.readdirSync(buffered).filter((f) => f.includes('.twin')), []);
+
+    const dir = path.join(root, 'direct');
+    fs.mkdirSync(dir);
+    if (probeDirect(dir, new Uint8Array(2 * ALIGN)) === undefined) {
+      if (process.env.PROVENANT_REQUIRE_ALL) assert.fail(`direct I/O unavailable in ${dir}`);
+      return t.skip(`direct I/O unavailable in ${dir}`);
+    }
+    fs.copyFileSync(listingPath, path.join(dir, 'listing.ndjson'));
+    await runPack({ sourceRoot: src, listingPath: path.join(dir, 'listing.ndjson'), dir, shardBytes, directIo: true, twins: 2 });
+    const shards = checkpointShards(dir);
+    assert.deepEqual(shards, reference);
+    assertShardsMatchFiles(dir, shards);
+    for (const s of shards) {
+      const bytes = fs.readFileSync(path.join(dir, s.file));
+      assert.ok(bytes.equals(fs.readFileSync(path.join(buffered, s.file))), `${s.file}: same bytes direct and buffered`);
+      for (const twin of [1, 2]) {
+        const file = path.join(dir, twinFileName(s.index, twin));
+        assert.ok(fs.readFileSync(file).equals(bytes), `${file}: equals its shard`);
+        assert.notEqual(fs.statSync(file).ino, fs.statSync(path.join(dir, s.file)).ino, 'a twin is a file of its own');
+      }
+    }
+    assert.deepEqual(fs.readdirSync(dir).filter((f) => f.endsWith('.partial') || f.startsWith('.direct-probe')), []);
+  });
+
+  it('removes the twins of unfinished shards when a pack is abandoned', async () => {
+    const dir = tmpDir();
+    if (probeDirect(dir, new Uint8Array(2 * ALIGN)) === undefined) {
+      if (process.env.PROVENANT_REQUIRE_ALL) assert.fail(`direct I/O unavailable in ${dir}`);
+      return;
+    }
+    const writer = new ShardWriter(dir, 64 * MiB, 0, () => {}, () => undefined, { direct: true, twins: 1 });
+    await writer.ready();
+    // More than a ring slot: the hash thread starts on the shard (and its twin) while it is open.
+    for (let i = 0; i < 6; i++) {
+      const data = bytesOf(MiB + i, `ab${i}`);
+      writer.write(cidOf(RAW_CODE, crypto.createHash('sha256').update(data).digest()), data);
+    }
+    for (const deadline = Date.now() + 10_000; !fs.existsSync(partialPath(dir, 0, 1)) && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 5));
+    assert.ok(fs.existsSync(partialPath(dir, 0, 1)), 'the twin is written while the shard is');
+    writer.abort();
+    assert.deepEqual(fs.readdirSync(dir).filter((f) => f.startsWith('shard-') && !f.endsWith('.idx.partial')), []);
+  });
 
   it('surfaces a failure of the hash thread on the packing thread', async () => {
     const dir = tmpDir();
