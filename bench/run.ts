@@ -421,14 +421,14 @@ async function main(): Promise<void> {
       [`(a) sha256 bulk, ${cores} cores (1 core)`, `${fmt(limit.sha256MiBpsAllCores)} (${fmt(limit.sha256MiBpsPerCore)})`, '', ''],
       [`(a) 64-byte nodes, ${cores} cores (1 core)`, `${fmt(nodesN / 1e6, 1)} M/s (${fmt(nodes1 / 1e6, 1)})`, '', ''],
       ['(a) hashing limit for pack + CommP', fmt(limit.packLimitMiBps), fmt(limitSecs, 2), ''],
-      [`(b) ours: pack + CommP, staging on ${path.resolve(stageRoot) === path.resolve(work) ? "the data disk" : stageRoot}, best of ${opts.runs}`, fmt(ours.mibps), fmt(ours.packSecs, 2), fmt(ours.maxRssMiB)],
+      [`(b) ours: pack + CommP, best of ${opts.runs}, staging ${path.resolve(stageRoot) === path.resolve(work) ? "on disk" : `in ${stageRoot}`}`, fmt(ours.mibps), fmt(ours.packSecs, 2), fmt(ours.maxRssMiB)],
       ...(oursMem ? [[`(b') ours, staging in ${memRoot}`, fmt(oursMem.mibps), fmt(oursMem.packSecs, 2), fmt(oursMem.maxRssMiB)] as [string, string, string, string]] : []),
       ['(c) ipfs-car pack (no CommP)', fmt(ipfsCar.mibps), fmt(ipfsCar.secs, 2), `~${fmt(ipfsCar.maxRssMiB)}`],
       [`(d) data-segment CommP (${opts.dsMiB} MiB slice)`, fmt(ds.mibps, 1), fmt(ds.secs, 2), ''],
       ['archive workflow: pack + 2 local replicas', fmt(mibps(big.bytes, archive.workflowSecs)), fmt(archive.workflowSecs, 2), fmt(archive.best.maxRssKiB / 1024)],
       ['pack only, staging on the data disk (interleaved)', fmt(mibps(big.bytes, archive.packOnlySecs)), fmt(archive.packOnlySecs, 2), ''],
     ];
-    const line = (c: string[]) => `${c[0]!.padEnd(44)} ${c[1]!.padStart(16)} ${c[2]!.padStart(8)} ${c[3]!.padStart(9)}`;
+    const line = (c: string[]) => `${c[0]!.padEnd(52)} ${c[1]!.padStart(16)} ${c[2]!.padStart(8)} ${c[3]!.padStart(9)}`;
     console.log(`\nProvenant bench: ${fmt(big.bytes / GiB, 2)} GiB in ${big.files} files from page cache, staging on ${stageRoot}; ${machine.cpus} × ${cpuModel}; load avg ${machine.loadavgStart.map((l) => l.toFixed(2)).join(' ')} → ${machine.loadavgEnd.map((l) => l.toFixed(2)).join(' ')}\n`);
     console.log(line(['', 'MiB/s', 'secs', 'RSS MiB']));
     for (const r of rows) console.log(line(r));

@@ -225,7 +225,7 @@ export async function archiveDataset(input: ArchiveInput): Promise<ArchiveSummar
         workflowId: stewardId,
         parentClosePolicy: ParentClosePolicy.ABANDON,
         args: [{
-          datasetId: input.datasetId, manifestCid: manifest.rootCid, copies: input.copies, providers: input.providers,
+          datasetId: input.datasetId, manifestCid: manifest.rootCid, copies: input.copies, providers: input.providers, policy,
           settings: input.steward, replicas: placements, audit: { cid: null, seq: 0 }, rounds: 0, runs: 0,
           counters: { verifications: 0, repairs: 0, renewals: 0, retired: 0 },
         }],

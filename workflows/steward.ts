@@ -2,7 +2,7 @@
  * stewardDataset: one entity workflow per archived dataset, for the dataset's whole life.
  * It sleeps on durable timers until the next verification or renewal deadline, then:
  * verify every replica (retrieval spot checks + provider status) → renew what expires soon →
- * repair what failed (copy from a healthy replica to a provider the policy allows) → audit.
+ * repair what failed (copy from a healthy replica to a provider the placement policy allows) → audit.
  * It continues-as-new before its history grows, carrying its whole state.
  */
 import {
@@ -11,6 +11,7 @@ import {
 } from '@temporalio/workflow';
 import type { ProvenantActivities } from '../activities/index.js';
 import { NON_RETRYABLE } from './failure-types.js';
+import { nextProvider, NO_POLICY } from './placement.js';
 import type { DatasetHealth, StewardReplica, StewardState, StewardStatus } from './types.js';
 
 export const stewardStatusQuery = defineQuery<StewardStatus>('status');
@@ -139,6 +140,7 @@ export async function stewardDataset(state: StewardState): Promise<StewardStatus
 
   async function round(): Promise<void> {
     const now = Date.now();
+    const policy = s.policy ?? NO_POLICY;
     const events: Parameters<typeof audit>[0] = [];
     // 1. Verify every replica.
     const results = await acts.provenantVerifyReplicas({
@@ -198,16 +200,22 @@ export async function stewardDataset(state: StewardState): Promise<StewardStatus
         events.push({ kind: 'repair', pieceCid, result: 'no healthy replica left to copy from', time: iso(now) });
         continue;
       }
-      const holding = new Set(reps.filter((r) => !bad.includes(r)).map((r) => r.providerId));
+      // The archive's placement policy, as when the copies were first made: distinct providers,
+      // the caps counted against the copies that stay, price, energy and piece size. Providers that
+      // are down or hold a copy being replaced (expiring) are not tried; one whose copy is
+      // missing/corrupt (but that answers) comes last.
+      const holding = s.providers.filter((p) => good.some((r) => r.providerId === p.id));
       const failing = new Set(reps.filter((r) => bad.includes(r) && r.state !== 'unreachable').map((r) => r.providerId));
-      // Distinct providers first; a provider whose copy is missing/corrupt (but that answers) last.
-      const candidates = [
-        ...s.providers.filter((p) => !holding.has(p.id) && !failing.has(p.id) && !down.has(p.id)),
-        ...s.providers.filter((p) => failing.has(p.id) && !down.has(p.id)),
-      ];
+      const tried = new Set([...down, ...reps.filter((r) => !bad.includes(r) && !good.includes(r)).map((r) => r.providerId)]);
       const template = reps[0]!;
-      for (const p of candidates) {
-        if (need <= 0) break;
+      while (need > 0) {
+        const next = nextProvider(s.providers, policy, { slot: 0, placed: holding, tried, avoid: failing, pieceBytes: template.bytes });
+        if (!next.provider) {
+          events.push({ kind: 'repair', pieceCid, result: `${need} more copies needed; no provider left that the placement policy allows (${next.unmet})`, time: iso(now) });
+          break;
+        }
+        const p = next.provider;
+        tried.add(p.id);
         if (failing.has(p.id)) {
           await acts.provenantRetirePiece({ pieceCid, providerId: p.id });
         }
@@ -218,7 +226,7 @@ export async function stewardDataset(state: StewardState): Promise<StewardStatus
           const replacing = reps.find((r) => r.providerId === p.id);
           s.replicas = s.replicas.filter((r) => r !== replacing);
           s.replicas.push(fresh);
-          holding.add(p.id);
+          holding.push(p);
           need--;
           s.counters.repairs++;
           events.push({ kind: 'repair', pieceCid, providerId: p.id, result: `new copy from ${sources.join('/')}`, time: iso(now) });

@@ -138,6 +138,8 @@ export interface StewardState {
   manifestCid: string;
   copies: number;
   providers: ProviderRef[];
+  /** The archive's placement policy; repairs follow it (absent: distinct providers only). */
+  policy?: PlacementPolicyInput;
   settings: StewardSettings;
   replicas: StewardReplica[];
   audit: { cid: string | null; seq: number };

@@ -99,6 +99,32 @@ describe('steward', () => {
     assert.ok(audit.records.some((r) => r.kind === 'repair'));
   });
 
+  it('repairs within the placement policy: a lost copy is replaced in the organisation the cap leaves', async (t) => {
+    if (!env) return t.skip('no Temporal server');
+    // Two organisations, at most one copy each: every piece has one copy in x and one in y.
+    const root = path.join(data, 'policy');
+    const org = (id: string) => (id < 'c' ? 'x' : 'y');
+    const config = setup('policy', {
+      providers: ['a', 'b', 'c', 'd'].map((id) => ({ kind: 'local', id, path: path.join(root, id), org: org(id) })),
+      replication: { copies: 2, policy: { maxPerOrg: 1 } },
+    } as Partial<ConfigInput>);
+    const after = await withWorker(env, config, async () => {
+      const summary = await (await startArchive(env!.client, config, { dir: path.join(data, 'src'), datasetId: 'policy' })).handle.result();
+      const steward = env!.client.workflow.getHandle(summary.stewardWorkflowId!);
+      const before = await steward.query(stewardStatusQuery);
+      // Lose the y copy of every piece. The first providers in config order without a copy are
+      // in x, which the cap rules out; the copies must go to the other y provider.
+      for (const r of before.replicas.filter((x) => org(x.providerId) === 'y')) fs.rmSync(path.join(piecesDir(config, r.providerId), `${r.pieceCid}.car`));
+      return steward.executeUpdate(verifyNowUpdate);
+    });
+    assert.equal(after.health, 'healthy');
+    const byPiece = new Map<string, string[]>();
+    for (const r of after.replicas.filter((x) => x.state === 'healthy')) byPiece.set(r.pieceCid, [...(byPiece.get(r.pieceCid) ?? []), r.providerId]);
+    assert.ok(byPiece.size >= 2);
+    for (const [piece, ids] of byPiece) assert.deepEqual(ids.map(org).sort(), ['x', 'y'], `${piece}: copies on ${ids.join(', ')}`);
+    assert.ok(after.counters.repairs >= byPiece.size, `${after.counters.repairs} repairs`);
+  });
+
   it('fails over from a provider unreachable past the grace period, not before', async (t) => {
     if (!env) return t.skip('no Temporal server');
     // Short configured intervals: the steward's own durable timer runs the next rounds.
