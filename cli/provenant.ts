@@ -186,7 +186,11 @@ async function cmdStatus(config: Config, pos: string[], out: Out): Promise<void>
       const s = await handle.result();
       const steward = s.stewardWorkflowId ? await client.workflow.getHandle(s.stewardWorkflowId).query(stewardStatusQuery).catch(() => undefined) : undefined;
       const health = steward ? `\n  health:       ${steward.health} (last verified ${steward.lastVerifiedAt ?? 'never'}, next ${steward.nextVerificationAt}, earliest expiry ${steward.earliestExpiry ?? 'none'})` : '';
-      out.result({ status: d.status.name, ...s, steward }, `status: COMPLETED\n${describeArchive(s)}${health}`);
+      const trouble = steward?.lastRoundError
+        ? `\n  last round:   not completed at ${steward.lastRoundError.at}: ${steward.lastRoundError.message} (next try ${steward.lastRoundError.retryAt})`
+        : '';
+      const unaudited = steward?.unauditedEvents ? `\n  audit:        ${steward.unauditedEvents} events waiting for a provider to store them` : '';
+      out.result({ status: d.status.name, ...s, steward }, `status: COMPLETED\n${describeArchive(s)}${health}${trouble}${unaudited}`);
     } else if (d.status.name === 'RUNNING') {
       const p = await handle.query(archiveProgressQuery);
       out.result({ status: d.status.name, progress: p }, `status: RUNNING, stage ${p.stage}, shards ${p.shardsReplicated}/${p.shards} replicated`);

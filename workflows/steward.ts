@@ -31,6 +31,11 @@ const acts = proxyActivities<ProvenantActivities>({
 
 const iso = (ms: number) => new Date(ms).toISOString();
 
+/** A round that could not be completed (say, every provider unreachable) is tried again after this at most. */
+const ROUND_RETRY_MS = 15 * 60_000;
+/** Audit events kept while no provider takes them; beyond this the oldest are summarised. */
+const MAX_UNAUDITED = 200;
+
 /** Whether a replica counts toward the target: healthy (or unreachable only within the grace period) and not expiring soon. */
 function isCounted(r: StewardReplica, now: number, settings: StewardState['settings']): boolean {
   const inGrace = r.state === 'unreachable' && !!r.unreachableSince && now - Date.parse(r.unreachableSince) < settings.unreachableGraceMs;
@@ -62,7 +67,10 @@ function nextDeadlines(s: StewardState) {
     if (earliestExpiry === undefined || e < earliestExpiry) earliestExpiry = e;
   }
   const renewAt = earliestExpiry === undefined ? undefined : earliestExpiry - s.settings.renewWindowMs;
-  return { verifyAt, earliestExpiry, renewAt, next: renewAt === undefined ? verifyAt : Math.min(verifyAt, renewAt) };
+  const due = renewAt === undefined ? verifyAt : Math.min(verifyAt, renewAt);
+  // After a failed round, not before its retry time.
+  const next = s.lastRoundError ? Math.max(due, Date.parse(s.lastRoundError.retryAt)) : due;
+  return { verifyAt, earliestExpiry, renewAt, next };
 }
 
 export async function stewardDataset(state: StewardState): Promise<StewardStatus> {
@@ -77,7 +85,8 @@ export async function stewardDataset(state: StewardState): Promise<StewardStatus
       pieces: new Set(s.replicas.map((r) => r.pieceCid)).size, replicas: s.replicas, lastVerifiedAt: s.lastVerifiedAt,
       nextVerificationAt: iso(d.verifyAt), earliestExpiry: d.earliestExpiry === undefined ? undefined : iso(d.earliestExpiry),
       nextRenewalAt: d.renewAt === undefined ? undefined : iso(d.renewAt), auditHead: s.audit.cid, auditRecords: s.audit.seq,
-      rounds: s.rounds, runs: s.runs, counters: s.counters, retired,
+      rounds: s.rounds, runs: s.runs, counters: s.counters, retired, unauditedEvents: s.unaudited?.length ?? 0,
+      ...(s.lastRoundError ? { lastRoundError: s.lastRoundError } : {}),
     };
   };
   setHandler(stewardStatusQuery, status);
@@ -99,12 +108,30 @@ export async function stewardDataset(state: StewardState): Promise<StewardStatus
     wake = true;
   });
 
+  /**
+   * Append events to the audit log. When no provider takes them (all unreachable), they are kept
+   * and go first into the next record appended: a provider outage delays the log, never ends the
+   * steward, and loses nothing (beyond MAX_UNAUDITED events, the oldest are counted, not kept).
+   */
   const audit = async (events: Parameters<ProvenantActivities['provenantAppendAudit']>[0]['events']) => {
-    if (events.length === 0) return;
-    // Audit records go to every provider that answered at the last verification.
-    const providerIds = s.providers.map((p) => p.id).filter((id) => !providersDown.has(id));
-    const r = await acts.provenantAppendAudit({ datasetId: s.datasetId, prev: s.audit, events, providerIds });
-    s.audit = { cid: r.head, seq: r.seq };
+    const all = [...(s.unaudited ?? []), ...events];
+    if (all.length === 0) return;
+    // Audit records go to every provider that answered at the last verification (all, if none did).
+    const up = s.providers.map((p) => p.id).filter((id) => !providersDown.has(id));
+    const providerIds = up.length > 0 ? up : s.providers.map((p) => p.id);
+    try {
+      const r = await acts.provenantAppendAudit({ datasetId: s.datasetId, prev: s.audit, events: all, providerIds });
+      s.audit = { cid: r.head, seq: r.seq };
+      delete s.unaudited;
+    } catch (err) {
+      if (!(err instanceof ActivityFailure)) throw err;
+      let kept = all;
+      if (kept.length > MAX_UNAUDITED) {
+        const dropped = kept.length - MAX_UNAUDITED + 1;
+        kept = [{ kind: 'verify', result: `${dropped} audit events could not be stored while every provider was unreachable`, time: kept[dropped - 1]!.time }, ...kept.slice(dropped)];
+      }
+      s.unaudited = kept;
+    }
   };
   const tag = () => {
     if (s.settings.searchAttributes) {
@@ -125,7 +152,18 @@ export async function stewardDataset(state: StewardState): Promise<StewardStatus
     if (wait > 0 && !wake) await condition(() => wake, wait);
     wake = false;
     if (retired) break;
-    await round();
+    try {
+      await round();
+      delete s.lastRoundError;
+    } catch (err) {
+      // An activity that failed for good (its retries spent): the steward lives on and tries again later.
+      if (!(err instanceof ActivityFailure)) throw err;
+      const now = Date.now();
+      const message = err.cause?.message ?? err.message;
+      s.lastRoundError = { at: iso(now), message, retryAt: iso(now + Math.min(s.settings.verifyEveryMs, ROUND_RETRY_MS)) };
+      await audit([{ kind: 'verify', result: `round not completed: ${message}; next try at ${s.lastRoundError.retryAt}`, time: iso(now) }]);
+      s.rounds++;
+    }
     roundsThisRun++;
     tag();
   }
@@ -176,10 +214,18 @@ export async function stewardDataset(state: StewardState): Promise<StewardStatus
     // 2. Renew healthy replicas inside the renewal window.
     for (const r of s.replicas) {
       if (r.state !== 'healthy' || !r.expiresAt || Date.parse(r.expiresAt) - now > s.settings.renewWindowMs) continue;
-      const res = await acts.provenantRenewPiece({ pieceCid: r.pieceCid, providerId: r.providerId });
+      let res: { renewed: boolean; expiresAt?: string; error?: string };
+      try {
+        res = await acts.provenantRenewPiece({ pieceCid: r.pieceCid, providerId: r.providerId });
+      } catch (err) {
+        // Refused (funds, a claim that cannot be extended…): the replica is replaced below instead.
+        if (!(err instanceof ActivityFailure)) throw err;
+        res = { renewed: false, error: err.cause?.message ?? err.message };
+      }
       if (res.renewed && res.expiresAt) r.expiresAt = res.expiresAt;
       s.counters.renewals += res.renewed ? 1 : 0;
-      events.push({ kind: 'renew', pieceCid: r.pieceCid, providerId: r.providerId, result: res.renewed ? `renewed until ${res.expiresAt ?? 'forever'}` : 'provider cannot renew; will be replaced', time: iso(now) });
+      const result = res.renewed ? `renewed until ${res.expiresAt ?? 'forever'}` : res.error ? 'renewal failed; will be replaced' : 'provider cannot renew; will be replaced';
+      events.push({ kind: 'renew', pieceCid: r.pieceCid, providerId: r.providerId, result, ...(res.error ? { evidence: res.error } : {}), time: iso(now) });
     }
 
     // 3. Retire replicas that failed (unreachable only after the grace period).

@@ -1,4 +1,6 @@
 /** Workflow inputs and results: plain JSON, references only, no secrets. */
+import type { AuditEvent } from '../activities/audit/audit.js';
+
 export interface ProviderRef {
   id: string;
   kind: string;
@@ -147,6 +149,10 @@ export interface StewardState {
   rounds: number;
   runs: number;
   counters: { verifications: number; repairs: number; renewals: number; retired: number };
+  /** Audit events no provider could take yet (all down): appended first at the next audit. */
+  unaudited?: (AuditEvent & { time: string })[];
+  /** The last round that could not be completed, and when the next is tried. */
+  lastRoundError?: { at: string; message: string; retryAt: string };
 }
 
 export type DatasetHealth = 'healthy' | 'degraded' | 'lost' | 'unknown';
@@ -168,6 +174,9 @@ export interface StewardStatus {
   runs: number;
   counters: StewardState['counters'];
   retired: boolean;
+  /** Audit events waiting for a provider to take them. */
+  unauditedEvents: number;
+  lastRoundError?: StewardState['lastRoundError'];
 }
 
 /**

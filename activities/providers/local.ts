@@ -27,6 +27,9 @@ export class LocalProvider implements StorageProvider {
     private readonly retentionMs?: number,
   ) {}
 
+  /** This instance has seen its root: from then on a missing root is an outage, not a first use. */
+  private seenRoot = false;
+
   private metaFile(pieceCid: string): string {
     return this.key(pieceCid).replace(/\.car$/, '.json');
   }
@@ -61,6 +64,7 @@ export class LocalProvider implements StorageProvider {
       if (o.consumeLocalFile && o.localFile) await fsp.rm(o.localFile, { force: true });
       return { providerId: this.id, pieceCid: piece.pieceCid, existed: true, storedAt: existing.mtime.toISOString(), expiresAt: meta?.expiresAt };
     }
+    await this.ensureRoot();
     await fsp.mkdir(path.dirname(file), { recursive: true });
     await fsp.mkdir(path.join(this.root, 'roots'), { recursive: true });
     const tmp = `${file}.${process.pid}.${crypto.randomBytes(4).toString('hex')}.tmp`;
@@ -153,6 +157,16 @@ export class LocalProvider implements StorageProvider {
   private async reachable(): Promise<void> {
     const st = await fsp.stat(this.root).catch(() => undefined);
     if (!st?.isDirectory()) throw new ProviderUnavailableError(`provider root is not available [provider=${this.id}, root=${this.root}]`);
+    this.seenRoot = true;
+  }
+
+  /**
+   * Before a write: the root is created on first use, but once seen, a root that is gone is an
+   * unreachable provider (say, an unmounted volume): a write never silently makes it again.
+   */
+  private async ensureRoot(): Promise<void> {
+    if (!this.seenRoot && !(await fsp.stat(this.root).catch(() => undefined))) await fsp.mkdir(this.root, { recursive: true });
+    await this.reachable();
   }
 
   async status(piece: Pick<PieceRef, 'pieceCid'>): Promise<ReplicaStatus> {

@@ -178,6 +178,62 @@ describe('steward', () => {
     assert.ok(audit.records.filter((r) => r.kind === 'renew').length >= before.replicas.length);
   });
 
+  it('replaces a replica whose renewal fails, and goes on stewarding', async (t) => {
+    if (!env) return t.skip('no Temporal server');
+    const providers = (retention: string) => [1, 2, 3].map((i) => ({ kind: 'local' as const, id: `local-${i}`, path: path.join(data, 'renew-fail', 'providers', `local-${i}`), retention }));
+    const archiveConfig = setup('renew-fail', { providers: providers('1 day'), steward: { renewWindow: '2 days' } } as Partial<ConfigInput>);
+    const { summary, before } = await withWorker(env, archiveConfig, async () => {
+      const summary = await (await startArchive(env!.client, archiveConfig, { dir: path.join(data, 'src'), datasetId: 'renew-fail' })).handle.result();
+      return { summary, before: await env!.client.workflow.getHandle(summary.stewardWorkflowId!).query(stewardStatusQuery) };
+    });
+    // local-1 loses its record of one piece: it still serves the bytes but refuses to renew them.
+    const victim = before.replicas.find((r) => r.providerId === 'local-1' && r.shard >= 0)!;
+    fs.rmSync(path.join(piecesDir(archiveConfig, 'local-1'), `${victim.pieceCid}.json`));
+    const renewConfig = { ...archiveConfig, providers: providers('10 days') };
+    const steward = env.client.workflow.getHandle(summary.stewardWorkflowId!);
+    const after = await withWorker(env, renewConfig, () => steward.executeUpdate(verifyNowUpdate));
+    const copies = after.replicas.filter((r) => r.pieceCid === victim.pieceCid);
+    assert.equal(copies.length, 2, JSON.stringify(copies));
+    assert.ok(copies.every((r) => r.providerId !== 'local-1' && r.state === 'healthy'), JSON.stringify(copies.map((r) => [r.providerId, r.state])));
+    assert.ok(after.replicas.every((r) => Date.parse(r.expiresAt!) - Date.now() > 9 * 86_400_000), 'every replica kept is extended');
+    assert.equal(after.health, 'healthy');
+    assert.equal(after.lastRoundError, undefined);
+    assert.equal((await steward.describe()).status.name, 'RUNNING');
+    const audit = await readAudit(archiveConfig, after.auditHead!);
+    assert.ok(audit.records.some((r) => r.kind === 'renew' && r.pieceCid === victim.pieceCid && r.providerId === 'local-1' && r.result.startsWith('renewal failed')));
+    assert.ok(audit.records.some((r) => r.kind === 'retire' && r.pieceCid === victim.pieceCid && r.providerId === 'local-1'));
+  });
+
+  it('lives through every provider being unreachable, keeping its audit events until one answers', async (t) => {
+    if (!env) return t.skip('no Temporal server');
+    const config = setup('all-down', { steward: { unreachableGrace: '1 day' } } as Partial<ConfigInput>);
+    const roots = config.providers.map((p) => path.dirname(piecesDir(config, p.id)));
+    await withWorker(env, config, async () => {
+      const summary = await (await startArchive(env!.client, config, { dir: path.join(data, 'src'), datasetId: 'all-down' })).handle.result();
+      const steward = env!.client.workflow.getHandle(summary.stewardWorkflowId!);
+      for (let i = 0; i < 100 && (await steward.query(stewardStatusQuery)).auditRecords < 1; i++) await new Promise((r) => setTimeout(r, 50));
+      const head = (await steward.query(stewardStatusQuery)).auditRecords;
+      for (const r of roots) fs.renameSync(r, `${r}.unmounted`);
+      const down = await steward.executeUpdate(verifyNowUpdate);
+      // Nothing to verify against (the manifest cannot be fetched either): the round is recorded as not completed.
+      assert.ok(down.lastRoundError, JSON.stringify(down));
+      assert.match(down.lastRoundError.message, /manifest/i);
+      assert.ok(Date.parse(down.lastRoundError.retryAt) > Date.parse(down.lastRoundError.at));
+      assert.ok(down.unauditedEvents > 0, 'the round\'s events wait for a provider');
+      assert.equal(down.auditRecords, head, 'nothing appended while no provider answers');
+      assert.equal((await steward.describe()).status.name, 'RUNNING');
+      for (const r of roots) fs.renameSync(`${r}.unmounted`, r);
+      const back = await steward.executeUpdate(verifyNowUpdate);
+      assert.equal(back.health, 'healthy');
+      assert.equal(back.lastRoundError, undefined);
+      assert.equal(back.unauditedEvents, 0);
+      const audit = await readAudit(config, back.auditHead!);
+      assert.deepEqual(audit.problems, []);
+      assert.ok(audit.records.some((r) => r.kind === 'verify' && r.result.startsWith('round not completed')), 'the outage is in the log');
+      assert.equal(audit.records.length, back.auditRecords);
+    });
+  });
+
   it('continues as new with its state intact', async (t) => {
     if (!env) return t.skip('no Temporal server');
     const config = setup('can', { steward: { maxRoundsPerRun: 1 } } as Partial<ConfigInput>);

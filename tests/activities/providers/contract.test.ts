@@ -168,4 +168,17 @@ describe('local provider writes', () => {
     await assert.rejects(p.put(ref, failing), (e: Error) => e.name === 'StoreError');
     assert.deepEqual(fs.readdirSync(path.join(dir, 'pieces')), []);
   });
+
+  it('creates its root on first use, but refuses to write once a root it has seen is gone (an unmounted volume)', async () => {
+    const dir = path.join(tmpDir('pv-prov-'), 'not-yet');
+    const p = new LocalProvider('x', dir);
+    const first = bytesOf(1000, 'root-1');
+    await p.put(piece(first), () => Readable.from([first]));
+    assert.ok(fs.existsSync(path.join(dir, 'pieces')));
+    fs.renameSync(dir, `${dir}.unmounted`);
+    const second = bytesOf(1000, 'root-2');
+    await assert.rejects(p.put(piece(second), () => Readable.from([second])), (e: Error) => e.name === 'ProviderUnavailableError');
+    await assert.rejects(p.status(piece(first)), (e: Error) => e.name === 'ProviderUnavailableError');
+    assert.equal(fs.existsSync(dir), false, 'the root is not made again');
+  });
 });
