@@ -14,7 +14,7 @@ export { DirectIoUnsupported };
 const CHUNK = 8 << 20;
 
 /** Copy the first `length` bytes (block-aligned) from `input` to `out`, reading the next chunk while writing this one. */
-async function copyBlocks(input: fsp.FileHandle, out: fsp.FileHandle, length: number, src: string): Promise<void> {
+async function copyBlocks(input: fsp.FileHandle, out: fsp.FileHandle, length: number, src: string, signal?: AbortSignal): Promise<void> {
   if (length <= 0) return;
   const bufs = [Buffer.allocUnsafeSlow(CHUNK + ALIGN), Buffer.allocUnsafeSlow(CHUNK + ALIGN)];
   const starts = [alignedOffset(out.fd, bufs[0]!), alignedOffset(out.fd, bufs[1]!)];
@@ -33,6 +33,8 @@ async function copyBlocks(input: fsp.FileHandle, out: fsp.FileHandle, length: nu
   let pending: Promise<number> | undefined = readChunk(0, 0);
   while (pending) {
     const n: number = await pending;
+    // Nothing is in flight here: a cancelled copy stops between chunks (and leaves no `dst`).
+    signal?.throwIfAborted();
     const next: Promise<number> | undefined = at + n < length ? readChunk(cur ^ 1, at + n) : undefined;
     let put = 0;
     while (put < n) put += (await out.write(bufs[cur]!, starts[cur]! + put, n - put, at + put)).bytesWritten;
@@ -44,9 +46,10 @@ async function copyBlocks(input: fsp.FileHandle, out: fsp.FileHandle, length: nu
 
 /**
  * Copy `src` to the new file `dst` (which must not exist), with direct writes, and fsync it.
- * Throws DirectIoUnsupported (leaving no `dst`) when direct I/O cannot be used there.
+ * Throws DirectIoUnsupported (leaving no `dst`) when direct I/O cannot be used there, and the
+ * signal's reason (leaving no `dst`) when `signal` aborts before the copy is done.
  */
-export async function copyFileDirect(src: string, dst: string): Promise<void> {
+export async function copyFileDirect(src: string, dst: string, signal?: AbortSignal): Promise<void> {
   const O_DIRECT = fs.constants.O_DIRECT;
   if (!O_DIRECT) throw new DirectIoUnsupported('O_DIRECT is not available on this platform');
   const input = await fsp.open(src, 'r');
@@ -62,7 +65,7 @@ export async function copyFileDirect(src: string, dst: string): Promise<void> {
   try {
     const size = (await input.stat()).size;
     const whole = size - (size % ALIGN);
-    await copyBlocks(input, out, whole, src);
+    await copyBlocks(input, out, whole, src, signal);
     // The tail (less than one block) through a buffered descriptor.
     if (size > whole) {
       const tail = Buffer.allocUnsafe(size - whole);

@@ -70,7 +70,7 @@ export class LocalProvider implements StorageProvider {
     const tmp = `${file}.${process.pid}.${crypto.randomBytes(4).toString('hex')}.tmp`;
     let evidence: string | undefined;
     try {
-      if (o.localFile) evidence = await this.takeLocal(piece, o.localFile, tmp, !!o.consumeLocalFile);
+      if (o.localFile) evidence = await this.takeLocal(piece, o.localFile, tmp, !!o.consumeLocalFile, o.signal);
       else await this.receive(piece, open, tmp, o.signal);
       const fh = await fsp.open(tmp, 'r+');
       await fh.sync();
@@ -81,7 +81,7 @@ export class LocalProvider implements StorageProvider {
       await syncDir(path.dirname(file));
     } catch (err) {
       await fsp.rm(tmp, { force: true });
-      if (err instanceof IntegrityError) throw err;
+      if (err instanceof IntegrityError || o.signal?.aborted) throw err;
       throw new StoreError(`write failed [provider=${this.id}, piece=${piece.pieceCid}]: ${(err as Error).message}`, { cause: err });
     }
     // Only once the piece is durably in place does the caller's file go.
@@ -125,7 +125,7 @@ export class LocalProvider implements StorageProvider {
    * copied (see copyCold). Not hashed again: the size and the source's identity (inode, size,
    * mtime) are checked, and the steward's spot checks prove the content from then on.
    */
-  private async takeLocal(piece: PieceRef, src: string, tmp: string, consume: boolean): Promise<string> {
+  private async takeLocal(piece: PieceRef, src: string, tmp: string, consume: boolean, signal?: AbortSignal): Promise<string> {
     const before = await fsp.stat(src);
     if (before.size !== piece.bytes) {
       throw new IntegrityError(`local file does not match the shard [provider=${this.id}, piece=${piece.pieceCid}, expected ${piece.bytes} bytes, file has ${before.size}]`);
@@ -138,7 +138,7 @@ export class LocalProvider implements StorageProvider {
         // Another filesystem, or no hard links there: copy instead.
       }
     }
-    await copyCold(src, tmp);
+    await copyCold(src, tmp, signal);
     const [after, got] = await Promise.all([fsp.stat(src), fsp.stat(tmp)]);
     if (after.ino !== before.ino || after.size !== before.size || after.mtimeMs !== before.mtimeMs || got.size !== piece.bytes) {
       throw new IntegrityError(`local file changed while it was copied [provider=${this.id}, piece=${piece.pieceCid}]`);
@@ -223,7 +223,7 @@ export class LocalProvider implements StorageProvider {
  * A copy of a piece file: a reflink where the filesystem has them (no bytes move), else direct
  * writes that bypass the page cache (direct-copy.ts), else an ordinary kernel copy.
  */
-async function copyCold(src: string, dst: string): Promise<void> {
+async function copyCold(src: string, dst: string, signal?: AbortSignal): Promise<void> {
   try {
     await fsp.copyFile(src, dst, fs.constants.COPYFILE_EXCL | fs.constants.COPYFILE_FICLONE_FORCE);
     return;
@@ -232,7 +232,7 @@ async function copyCold(src: string, dst: string): Promise<void> {
   }
   if ((await fsp.stat(src)).size >= 1 << 20) {
     try {
-      await copyFileDirect(src, dst);
+      await copyFileDirect(src, dst, signal);
       return;
     } catch (err) {
       if (!(err instanceof DirectIoUnsupported)) throw err;

@@ -39,6 +39,16 @@ describe('copyFileDirect', () => {
     await assert.rejects(copyFileDirect(path.join(dir, 'missing'), dst), (err: NodeJS.ErrnoException) => err.code === 'ENOENT');
     assert.equal(fs.existsSync(dst), false);
   });
+
+  it('stops when cancelled, and leaves nothing', async () => {
+    const src = path.join(dir, 'cancelled-src');
+    fs.writeFileSync(src, bytesOf(20 * MiB, 'cancel'));
+    const dst = path.join(dir, 'cancelled-dst');
+    const ac = new AbortController();
+    ac.abort(new Error('archive cancelled'));
+    await assert.rejects(copyFileDirect(src, dst, ac.signal), (err: Error) => err.message === 'archive cancelled');
+    assert.equal(fs.existsSync(dst), false);
+  });
 });
 
 describe('LocalProvider.put from a local file', () => {
