@@ -8,8 +8,9 @@ import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Context, activityInfo } from '@temporalio/activity';
-import type { Config, RemoteSource } from '../config/schema.js';
-import { SHARDS_PACKED_SIGNAL, type StewardReplica } from '../workflows/types.js';
+import type { ArchiveSourceInput, Config, RemoteSource } from '../config/schema.js';
+import { archiveInput } from '../config/archive-input.js';
+import { SHARDS_PACKED_SIGNAL, type ArchiveInput, type ArchiveRequestInput, type StewardReplica } from '../workflows/types.js';
 import type { ShardInfo } from './pack/shard-writer.js';
 import { scanLocal, type ScanResult } from './ingest/scan.js';
 import { createSource, mirrorSource } from './ingest/mirror.js';
@@ -186,6 +187,14 @@ export function createActivities(deps: ActivityDeps) {
         }
       },
     ),
+
+    /** A full archive input from a request that names only the dataset and its source (see ArchiveRequestInput). */
+    provenantArchiveInput: boundary(async (r: ArchiveRequestInput): Promise<ArchiveInput> => {
+      return archiveInput(config, {
+        source: r.source as ArchiveSourceInput, datasetId: r.datasetId, copies: r.copies, meta: r.meta, providers: r.providers,
+        createdAt: r.createdAt, noSteward: r.steward === false,
+      });
+    }),
 
     provenantScan: boundary(async (s: StageRef & { sourcePath: string }): Promise<ScanSummary> => {
       const beat = heartbeater();

@@ -11,7 +11,7 @@ import type { ProvenantActivities, ScanSummary, ShardRef, StageRef } from '../ac
 import type { PieceRef } from '../activities/providers/provider.js';
 import { NON_RETRYABLE } from './failure-types.js';
 import { checkSatisfiable, nextProvider, NO_POLICY } from './placement.js';
-import { SHARDS_PACKED_SIGNAL, type ArchiveInput, type ArchiveProgress, type ArchiveSummary, type ProviderRef, type StewardReplica } from './types.js';
+import { SHARDS_PACKED_SIGNAL, type ArchiveInput, type ArchiveProgress, type ArchiveRequestInput, type ArchiveSummary, type ProviderRef, type StewardReplica } from './types.js';
 import type { PackResult } from '../activities/pack/packer.js';
 import { stewardDataset, stewardWorkflowId } from './steward.js';
 
@@ -23,16 +23,19 @@ const SHARD_PAGE = 64;
 const CHAIN_WAITS = 20;
 const PARALLEL_PUTS = 4;
 
-export async function archiveDataset(input: ArchiveInput): Promise<ArchiveSummary> {
+export async function archiveDataset(request: ArchiveInput | ArchiveRequestInput): Promise<ArchiveSummary> {
   const progress: ArchiveProgress = { stage: 'starting', shards: 0, shardsReplicated: 0 };
   setHandler(archiveProgressQuery, () => progress);
+
+  const shared = proxyActivities<ProvenantActivities>({ startToCloseTimeout: '1 minute', retry: { nonRetryableErrorTypes: NON_RETRYABLE } });
+  // A request naming only the dataset and its source is completed from the worker's config.
+  const input: ArchiveInput = 'shardBytes' in request ? request : await shared.provenantArchiveInput(request);
 
   // A policy that cannot be met fails before anything is read or uploaded.
   const policy = input.policy ?? NO_POLICY;
   const unmet = checkSatisfiable(input.providers, policy, input.copies, input.shardBytes);
   if (unmet) throw ApplicationFailure.nonRetryable(`placement policy unsatisfiable: ${unmet}`, 'PolicyUnsatisfiableError');
 
-  const shared = proxyActivities<ProvenantActivities>({ startToCloseTimeout: '1 minute' });
   const hostQueue = await shared.provenantHostQueue();
   const host = proxyActivities<ProvenantActivities>({
     taskQueue: hostQueue,

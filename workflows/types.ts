@@ -67,6 +67,27 @@ export interface ArchiveInput {
   steward?: StewardSettings;
 }
 
+/**
+ * What a client in any language (Python, Go, the Temporal CLI…) may start `archiveDataset` with
+ * instead of a full ArchiveInput: the dataset and its source. The worker fills in the rest from
+ * its own config (providers, copies, shard size, placement policy, steward settings), checking it
+ * as the CLI does: a bad request fails the workflow with ConfigError or UnknownProviderError.
+ */
+export interface ArchiveRequestInput {
+  /** A local path must be absolute, on the worker's host. S3 `prefix` and `forcePathStyle` may be left out. */
+  source: ArchiveSource | { kind: 's3'; bucket: string; prefix?: string; endpoint?: string; region?: string; forcePathStyle?: boolean; accessKeyIdEnv?: string; secretAccessKeyEnv?: string; sessionTokenEnv?: string };
+  /** Default: derived from the source (its last path segment and a hash). */
+  datasetId?: string;
+  /** Default: `replication.copies`. */
+  copies?: number;
+  meta?: Record<string, string>;
+  /** Ids of configured providers to use (default: all). */
+  providers?: string[];
+  /** `false`: no steward for this dataset. */
+  steward?: boolean;
+  createdAt?: string;
+}
+
 export interface ArchiveProgress {
   stage: 'starting' | 'mirror' | 'scan' | 'pack' | 'replicate' | 'manifest' | 'cleanup' | 'done';
   shards: number;

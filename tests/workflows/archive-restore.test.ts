@@ -109,6 +109,37 @@ describe('archive → replicate → restore on a real Temporal server', () => {
     }
   });
 
+  it('archives from a request naming only the dataset and its source, as a client in another language sends it', async (t) => {
+    if (!env) return t.skip('no Temporal server');
+    const { summary, restored } = await withWorker(env, config, async () => {
+      // By workflow type name, with plain JSON: what a Python or Go client does.
+      const handle = await env!.client.workflow.start('archiveDataset', {
+        taskQueue: config.temporal.taskQueue, workflowId: 'request-form',
+        args: [{ datasetId: 'request-form', source: { kind: 'local', path: src() }, meta: { from: 'request' }, steward: false }],
+      });
+      const summary = (await handle.result()) as { manifestCid: string; files: number; copies: number; datasetId: string; stewardWorkflowId?: string };
+      const target = path.join(data, 'restored-request');
+      await (await startRestore(env!.client, config, { manifestCid: summary.manifestCid, target, force: false })).result();
+      return { summary, restored: target };
+    });
+    assert.equal(summary.datasetId, 'request-form');
+    assert.equal(summary.copies, config.replication.copies, 'copies from the worker config');
+    assert.equal(summary.stewardWorkflowId, undefined);
+    assert.deepEqual(readTree(restored), readTree(src()));
+  });
+
+  it('fails a request naming an unknown provider with UnknownProviderError, before anything is read', async (t) => {
+    if (!env) return t.skip('no Temporal server');
+    const err = await withWorker(env, config, async () => {
+      const handle = await env!.client.workflow.start('archiveDataset', {
+        taskQueue: config.temporal.taskQueue, workflowId: 'request-bad',
+        args: [{ source: { kind: 'local', path: src() }, providers: ['local-1', 'nowhere'] }],
+      });
+      return handle.result().then(() => undefined, (e: unknown) => e);
+    });
+    assert.equal(failureType(err), 'UnknownProviderError', String(err));
+  });
+
   it('re-submitting the same dataset id returns the existing archive', async (t) => {
     if (!env) return t.skip('no Temporal server');
     await withWorker(env, config, async () => {
