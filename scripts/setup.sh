@@ -3,12 +3,14 @@
 #   - npm dependencies (when node_modules is missing or stale)
 #   - the Temporal CLI (dev server) built from its Go module, cached per user
 #   - the storage servers the provider tests run: MinIO (S3) and Kubo (IPFS), built the same way
+#   - the Python Temporal client, in a virtualenv of its own, for the test that archives from Python
 # Go's module and build caches are reused when present; nothing here depends on them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 TEMPORAL_CLI_VERSION="v1.5.1"
 KUBO_VERSION="v0.42.0"   # keep in step with workers/binaries.ts
+PY_TEMPORALIO_VERSION="1.35.0"   # keep in step with workers/binaries.ts
 CACHE_DIR="${PROVENANT_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/provenant}"
 BIN_DIR="$CACHE_DIR/bin"
 mkdir -p "$BIN_DIR"
@@ -77,3 +79,19 @@ wait "$kubo_job" || { log "ipfs: build failed"; failed=1; }
 ln -sf "ipfs-${KUBO_VERSION}" "$BIN_DIR/ipfs"
 "$BIN_DIR/minio" --version | head -n 1
 "$BIN_DIR/ipfs" version
+
+# The Python Temporal client (examples/python, tests/workflows/python-client.test.ts).
+PY_DIR="$CACHE_DIR/python-temporalio-${PY_TEMPORALIO_VERSION}"
+if [ -f "$PY_DIR/.installed" ]; then
+  log "python temporalio: cached at $PY_DIR"
+elif command -v python3 >/dev/null 2>&1; then
+  log "python temporalio: installing ${PY_TEMPORALIO_VERSION} into $PY_DIR"
+  rm -rf "$PY_DIR"
+  python3 -m venv "$PY_DIR"
+  "$PY_DIR/bin/python" -m pip install --quiet --disable-pip-version-check "temporalio==${PY_TEMPORALIO_VERSION}"
+  "$PY_DIR/bin/python" -c 'import temporalio.client'
+  touch "$PY_DIR/.installed"
+  log "python temporalio: installed"
+else
+  log "python temporalio: 'python3' is not installed; the Python client test will report SKIPPED"
+fi

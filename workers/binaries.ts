@@ -12,6 +12,8 @@ import { cacheDir, goInstall, isExecutable, onPath, type ResolveOptions } from '
 /** MinIO tags releases as RELEASE.<date>, not semver, so Go resolves its newest commit. */
 export const MINIO_MODULE = 'github.com/minio/minio@latest';
 export const KUBO_VERSION = 'v0.42.0';
+/** The Python Temporal client that `npm run setup` installs into a virtualenv of its own. */
+export const PY_TEMPORALIO_VERSION = '1.35.0';
 export const KUBO_MODULE = 'github.com/ipfs/kubo';
 
 interface ServerBinary {
@@ -90,4 +92,14 @@ export function goBuildModule(module: string, version: string, pkg: string, targ
   }
   fs.renameSync(tmp, target);
   return target;
+}
+
+/**
+ * A Python with the Temporal client importable: PROVENANT_PYTHON, else the virtualenv that
+ * `npm run setup` made; undefined when neither is there (nothing is installed from here).
+ */
+export function resolvePythonClient(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  if (env.PROVENANT_PYTHON) return env.PROVENANT_PYTHON;
+  const dir = path.join(cacheDir(env), `python-temporalio-${PY_TEMPORALIO_VERSION}`);
+  return fs.existsSync(path.join(dir, '.installed')) ? path.join(dir, 'bin', 'python') : undefined;
 }
