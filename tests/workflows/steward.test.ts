@@ -155,15 +155,23 @@ describe('steward', () => {
     assert.equal(fs.existsSync(root), false, 'nothing written to the unreachable provider');
   });
 
-  it('renews a replica inside the renewal window before it expires', async (t) => {
-    if (!env) return t.skip('no Temporal server');
-    const providers = (retention: string) => [1, 2, 3].map((i) => ({ kind: 'local' as const, id: `local-${i}`, path: path.join(data, 'renew', 'providers', `local-${i}`), retention }));
-    // Archived while the providers kept pieces for 1 day: inside a 2-day renewal window at once.
-    const archiveConfig = setup('renew', { providers: providers('1 day'), steward: { renewWindow: '2 days' } } as Partial<ConfigInput>);
-    const { summary, before } = await withWorker(env, archiveConfig, async () => {
-      const summary = await (await startArchive(env!.client, archiveConfig, { dir: path.join(data, 'src'), datasetId: 'renew' })).handle.result();
+  /**
+   * A dataset archived while its three local providers kept pieces for 1 day: inside a 2-day
+   * renewal window at once. `providers(retention)` gives the same providers with another retention.
+   */
+  const archiveDueForRenewal = async (name: string) => {
+    const providers = (retention: string) => [1, 2, 3].map((i) => ({ kind: 'local' as const, id: `local-${i}`, path: path.join(data, name, 'providers', `local-${i}`), retention }));
+    const archiveConfig = setup(name, { providers: providers('1 day'), steward: { renewWindow: '2 days' } } as Partial<ConfigInput>);
+    const { summary, before } = await withWorker(env!, archiveConfig, async () => {
+      const summary = await (await startArchive(env!.client, archiveConfig, { dir: path.join(data, 'src'), datasetId: name })).handle.result();
       return { summary, before: await env!.client.workflow.getHandle(summary.stewardWorkflowId!).query(stewardStatusQuery) };
     });
+    return { providers, archiveConfig, summary, before };
+  };
+
+  it('renews a replica inside the renewal window before it expires', async (t) => {
+    if (!env) return t.skip('no Temporal server');
+    const { providers, archiveConfig, summary, before } = await archiveDueForRenewal('renew');
     const steward = env.client.workflow.getHandle(summary.stewardWorkflowId!);
     const earliest = Date.parse(before.earliestExpiry!);
     assert.ok(earliest - Date.now() < 2 * 86_400_000, 'inside the window');
@@ -180,12 +188,7 @@ describe('steward', () => {
 
   it('replaces a replica whose renewal fails, and goes on stewarding', async (t) => {
     if (!env) return t.skip('no Temporal server');
-    const providers = (retention: string) => [1, 2, 3].map((i) => ({ kind: 'local' as const, id: `local-${i}`, path: path.join(data, 'renew-fail', 'providers', `local-${i}`), retention }));
-    const archiveConfig = setup('renew-fail', { providers: providers('1 day'), steward: { renewWindow: '2 days' } } as Partial<ConfigInput>);
-    const { summary, before } = await withWorker(env, archiveConfig, async () => {
-      const summary = await (await startArchive(env!.client, archiveConfig, { dir: path.join(data, 'src'), datasetId: 'renew-fail' })).handle.result();
-      return { summary, before: await env!.client.workflow.getHandle(summary.stewardWorkflowId!).query(stewardStatusQuery) };
-    });
+    const { providers, archiveConfig, summary, before } = await archiveDueForRenewal('renew-fail');
     // local-1 loses its record of one piece: it still serves the bytes but refuses to renew them.
     const victim = before.replicas.find((r) => r.providerId === 'local-1' && r.shard >= 0)!;
     fs.rmSync(path.join(piecesDir(archiveConfig, 'local-1'), `${victim.pieceCid}.json`));
