@@ -31,13 +31,13 @@ export function directWriteFlags(): number | undefined {
 
 /**
  * The offset in `buf` (which must have at least 2 × ALIGN bytes) from which direct writes through
- * `fd` are accepted. Writes one trial block at `position` of the file, to be overwritten or
+ * `fd` are accepted. Writes one trial block at the start of the file, to be overwritten or
  * truncated by the caller. Throws DirectIoUnsupported when no offset is accepted.
  */
-export function alignedOffset(fd: number, buf: Uint8Array, position = 0): number {
+export function alignedOffset(fd: number, buf: Uint8Array): number {
   for (let shift = 0; shift < ALIGN && shift + ALIGN <= buf.length; shift += 16) {
     try {
-      fs.writeSync(fd, buf, shift, ALIGN, position);
+      fs.writeSync(fd, buf, shift, ALIGN, 0);
       return shift;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EINVAL') throw err;

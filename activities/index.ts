@@ -15,6 +15,7 @@ import type { ShardInfo } from './pack/shard-writer.js';
 import { scanLocal, type ScanResult } from './ingest/scan.js';
 import { createSource, mirrorSource } from './ingest/mirror.js';
 import { packInThread } from './pack/index.js';
+import { twinOf } from './pack/shard-hasher.js';
 import { readCheckpoint, readShards, FILES, type PackProgress, type PackResult } from './pack/packer.js';
 import { writeManifest } from './manifest/manifest.js';
 import { ProviderSet } from './providers/registry.js';
@@ -134,10 +135,10 @@ async function adoptingProviders(set: ProviderSet, ids: string[], dir: string): 
 }
 
 /** A twin of the staged shard `file` that provider `p` can move in, if one is left (see shard-hasher.ts). */
-async function twinOf(p: StorageProvider, file: string): Promise<string | undefined> {
+async function twinFor(p: StorageProvider, file: string): Promise<string | undefined> {
   if (!(await p.adoptsFrom?.(path.dirname(file)).catch(() => false))) return undefined;
   for (let t = 1; t <= MAX_TWINS; t++) {
-    const twin = `${file}.twin${t}`;
+    const twin = twinOf(file, t);
     if (fs.existsSync(twin)) return twin;
   }
   return undefined;
@@ -255,7 +256,7 @@ export function createActivities(deps: ActivityDeps) {
     provenantPutPiece: boundary(async (s: StageRef & { file: string; piece: PieceRef; providerId: string; last?: boolean }): Promise<Placement> => {
       const file = path.join(stageDir(s), path.basename(s.file));
       const p = providers.get(s.providerId);
-      const twin = s.last ? undefined : await twinOf(p, file);
+      const twin = s.last ? undefined : await twinFor(p, file);
       if (!twin && !fs.existsSync(file)) {
         // Taken by an earlier attempt whose result was lost: the piece is there, or it is a real loss.
         const st = s.last ? await p.status(s.piece).catch(() => undefined) : undefined;

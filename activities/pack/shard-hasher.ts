@@ -108,9 +108,14 @@ export function shardFileName(index: number): string {
   return `shard-${String(index).padStart(6, '0')}.car`;
 }
 
-/** The `twin`-th extra copy of shard `index` (1-based). */
+/** The `twin`-th extra copy (1-based) of the shard file `shardFile` (a name or a path). */
+export function twinOf(shardFile: string, twin: number): string {
+  return `${shardFile}.twin${twin}`;
+}
+
+/** The `twin`-th extra copy of shard `index`. */
 export function twinFileName(index: number, twin: number): string {
-  return `${shardFileName(index)}.twin${twin}`;
+  return twinOf(shardFileName(index), twin);
 }
 
 export function partialPath(dir: string, index: number, twin = 0): string {
