@@ -5,7 +5,9 @@
  * Staged shards and archived pieces are cold data. A buffered write makes the kernel find (and,
  * on a virtual machine whose memory is backed lazily, fault in) a fresh page-cache page for
  * every byte, which on such a machine costs several times the write itself, and then evicts
- * useful cache to hold bytes nobody reads soon.
+ * useful cache to hold bytes nobody reads soon. On other disks direct writes are the slower way
+ * (no write-back merging, one request at a time): the pack measures both in its staging
+ * directory and takes the faster (pack/write-strategy.ts).
  *
  * O_DIRECT wants the buffer address, the file offset and the length aligned to the device's
  * logical block size. Node gives no buffer addresses, so the aligned start inside a buffer is
@@ -58,6 +60,8 @@ export function probeDirect(dir: string, buf: Uint8Array): number | undefined {
   try {
     fd = fs.openSync(probe, flags | fs.constants.O_EXCL, 0o600);
   } catch (err) {
+    // A filesystem may create the file before it refuses the flag (ramfs does).
+    fs.rmSync(probe, { force: true });
     if ((err as NodeJS.ErrnoException).code === 'EINVAL') return undefined;
     throw err;
   }

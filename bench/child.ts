@@ -11,6 +11,9 @@
  *                activity's own time from its history
  *   datasegment  @web3-storage/data-segment's streaming CommP hasher over the first bytes of a
  *                file, and ours over the same bytes
+ *   write        the staging write bandwidth: as many bytes as a pack wrote, written to the staging
+ *                directory the way the pack writes them (its strategy, its write size, writes in
+ *                flight), fsynced at the end (as dd conv=fsync), then deleted
  */
 import fs from 'node:fs';
 import net from 'node:net';
@@ -21,6 +24,12 @@ import { scanLocal } from '../activities/ingest/scan.js';
 import { commpOf } from '../activities/pack/commp.js';
 import { packInThread } from '../activities/pack/index.js';
 import type { PackResult } from '../activities/pack/packer.js';
+import {
+  measureWrite,
+  writeStrategyFor,
+  type WriteProbe,
+  type WriteStrategy,
+} from '../activities/pack/write-strategy.js';
 import { loadConfig } from '../config/load.js';
 import { startArchive } from '../workers/client.js';
 import { withRuntime } from '../workers/runtime.js';
@@ -33,6 +42,8 @@ export interface ScanRun {
 
 export interface PackRun {
   scanSecs: number;
+  /** The write-strategy probe (once per process; not part of packSecs). */
+  probeSecs: number;
   packSecs: number;
   result: PackResult;
   maxRssKiB: number;
@@ -67,17 +78,24 @@ const cpuSecs = () => {
   return (u.user + u.system) / 1e6;
 };
 
-async function pack(a: { src: string; stage: string; shardBytes: number; listing?: string }) {
+async function pack(a: { src: string; stage: string; shardBytes: number; listing?: string; twins?: number }) {
   fs.mkdirSync(a.stage, { recursive: true });
   const listingPath = path.join(a.stage, 'listing.ndjson');
   let t = now();
   if (a.listing) fs.copyFileSync(a.listing, listingPath);
   else await scanLocal(a.src, listingPath);
   const scanSecs = a.listing ? 0 : now() - t;
+  // The write strategy is measured once per worker process, before its first pack: not timed here.
+  t = now();
+  await writeStrategyFor(a.stage);
+  const probeSecs = now() - t;
   t = now();
   const c0 = cpuSecs();
-  const result = await packInThread({ sourceRoot: a.src, listingPath, dir: a.stage, shardBytes: a.shardBytes }, () => {});
-  return { scanSecs, packSecs: now() - t, result, cpu: cpuSecs() - c0 };
+  const result = await packInThread(
+    { sourceRoot: a.src, listingPath, dir: a.stage, shardBytes: a.shardBytes, twins: a.twins },
+    () => {},
+  );
+  return { scanSecs, probeSecs, packSecs: now() - t, result, cpu: cpuSecs() - c0 };
 }
 
 async function freePort(): Promise<number> {
@@ -88,7 +106,12 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-async function workflow(a: { src: string; stage: string; shardBytes: number; providers: string[] }): Promise<WorkflowRun> {
+async function workflow(a: {
+  src: string;
+  stage: string;
+  shardBytes: number;
+  providers: string[];
+}): Promise<WorkflowRun> {
   const config = loadConfig({
     env: {},
     overrides: {
@@ -112,7 +135,9 @@ async function workflow(a: { src: string; stage: string; shardBytes: number; pro
     const result = await handle.result();
     const archiveSecs = now() - t0;
     const history = await handle.fetchHistory();
-    const at = (e: { eventTime?: { seconds?: { toNumber(): number } | number | null; nanos?: number | null } | null }) => {
+    const at = (e: {
+      eventTime?: { seconds?: { toNumber(): number } | number | null; nanos?: number | null } | null;
+    }) => {
       const sec = e.eventTime?.seconds ?? 0;
       return (typeof sec === 'number' ? sec : sec.toNumber()) + (e.eventTime?.nanos ?? 0) / 1e9;
     };
@@ -159,7 +184,12 @@ function dataSegment(a: { file: string; bytes: number }): DataSegmentRun {
   for (let o = 0; o < data.length; o += 1 << 20) hasher.write(data.subarray(o, o + (1 << 20)));
   const digest = hasher.digest();
   const secs = now() - t;
-  return { bytes: n, secs, pieceCid: CID.create(1, 0x55, digest as Parameters<typeof CID.create>[2]).toString(), oursPieceCid: commpOf(data).pieceCid };
+  return {
+    bytes: n,
+    secs,
+    pieceCid: CID.create(1, 0x55, digest as Parameters<typeof CID.create>[2]).toString(),
+    oursPieceCid: commpOf(data).pieceCid,
+  };
 }
 
 const [mode, json] = process.argv.slice(2);
@@ -171,9 +201,20 @@ if (mode === 'scan') {
   out = { scanSecs: now() - t, files: r.files, maxRssKiB: process.resourceUsage().maxRSS } satisfies ScanRun;
 } else if (mode === 'pack') {
   const r = await pack(args);
-  out = { scanSecs: r.scanSecs, packSecs: r.packSecs, result: r.result, maxRssKiB: process.resourceUsage().maxRSS, cpuSecs: r.cpu } satisfies PackRun;
+  out = {
+    scanSecs: r.scanSecs,
+    probeSecs: r.probeSecs,
+    packSecs: r.packSecs,
+    result: r.result,
+    maxRssKiB: process.resourceUsage().maxRSS,
+    cpuSecs: r.cpu,
+  } satisfies PackRun;
 } else if (mode === 'workflow') {
   out = await workflow(args);
+} else if (mode === 'write') {
+  const w = args as { dir: string; strategy: WriteStrategy; bytes: number };
+  fs.mkdirSync(w.dir, { recursive: true });
+  out = (await measureWrite(w.dir, w.strategy, w.bytes)) satisfies WriteProbe;
 } else if (mode === 'datasegment') {
   out = dataSegment(args);
 } else {

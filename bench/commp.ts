@@ -71,5 +71,7 @@ console.log(`data-segment     ${Math.min(dsMiB, 64)} MiB: ${ds.mibps.toFixed(1)}
 const check = runOurs(Math.min(dsMiB, 64), false, source).info.pieceCid;
 const ok = check === ds.cid;
 console.log(`agreement on ${Math.min(dsMiB, 64)} MiB: ${ok ? 'ok' : `MISMATCH ours=${check}`}`);
-console.log(`speedup vs data-segment: ${(native.mibps / ds.mibps).toFixed(1)}x (native), ${(pure.mibps / ds.mibps).toFixed(1)}x (pure)`);
+console.log(
+  `speedup vs data-segment: ${(native.mibps / ds.mibps).toFixed(1)}x (native), ${(pure.mibps / ds.mibps).toFixed(1)}x (pure)`,
+);
 if (!ok) process.exitCode = 1;

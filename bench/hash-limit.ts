@@ -21,7 +21,9 @@ function run(): { units: number; secs: number } {
     }
     return { units, secs: (performance.now() - t0) / 1000 };
   }
-  const { hashInto } = createRequire(import.meta.url)('@chainsafe/hashtree') as { hashInto(i: Uint8Array, o: Uint8Array): void };
+  const { hashInto } = createRequire(import.meta.url)('@chainsafe/hashtree') as {
+    hashInto(i: Uint8Array, o: Uint8Array): void;
+  };
   const input = crypto.randomBytes(1024 * 1024);
   const output = new Uint8Array(input.length / 2);
   hashInto(input, output);

@@ -5,12 +5,35 @@
 import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
+import { CID } from 'multiformats/cid';
+import { ArchiveSourceSchema, EnvName } from '../shared/source.js';
+import type { ProviderRef } from '../shared/types.js';
+
+export {
+  EnvName,
+  HttpSourceSchema,
+  S3SourceSchema,
+  type ArchiveSource,
+  type ArchiveSourceInput,
+  type HttpSourceConfig,
+  type RemoteSource,
+  type S3SourceConfig,
+} from '../shared/source.js';
+export type { ProviderRef };
 
 /** Filecoin Onchain Cloud's piece limit: 1,065,353,216 bytes incl. CAR overhead. */
 export const FOC_MAX_PIECE_BYTES = 1_065_353_216;
 export const MAX_SHARD_BYTES = 32 * 1024 ** 3;
-/** A shard must hold at least one 1 MiB leaf plus its CAR framing. */
+/** A shard must hold at least one 1 MiB leaf plus its CAR framing (at the default leaf size). */
 export const MIN_SHARD_BYTES = 2 * 1024 * 1024;
+/** UnixFS leaf size: ipfs-car's 1 MiB by default (root CIDs equal ipfs-car's); smaller for scale tests. */
+export const DEFAULT_CHUNK_BYTES = 1024 * 1024;
+export const MIN_CHUNK_BYTES = 16 * 1024;
+/**
+ * The smallest shard for a leaf size: two leaves, and never under 64 KiB, which a file node of
+ * 1,024 links (about 47 KiB) needs; a flat directory of long names may still need more.
+ */
+export const minShardBytes = (chunkBytes: number): number => Math.max(2 * chunkBytes, 64 * 1024);
 
 export function defaultDataDir(): string {
   const xdg = process.env.XDG_DATA_HOME;
@@ -23,7 +46,7 @@ const ProviderId = z
 
 /** Placement attributes shared by every provider kind (used by the placement policy). */
 const PlacementAttrs = {
-  id: ProviderId,
+  id: ProviderId.describe('Names the provider in replicas, manifests and `--provider`.'),
   /** Where and who: used by the placement policy's caps (Spade-style max per org/city/country/continent). */
   region: z.string().optional(),
   org: z.string().optional(),
@@ -47,9 +70,6 @@ export const LocalProviderSchema = z.object({
   retention: z.string().optional(),
 });
 
-/** The name of an environment variable (never its value: secrets stay out of config). */
-const EnvName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'the name of an environment variable, not its value');
-
 /**
  * An S3 bucket (AWS, MinIO, any S3-compatible store). Strict: a secret written into the config
  * (`secretAccessKey: …`) is refused rather than silently dropped; name its variable instead.
@@ -60,9 +80,15 @@ export const S3ProviderSchema = z
     ...PlacementAttrs,
     /** S3-compatible endpoint (e.g. http://127.0.0.1:9000 for MinIO); AWS when omitted. `region` signs requests. */
     endpoint: z.url({ protocol: /^https?$/ }).optional(),
-    bucket: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'bucket: 3-63 lowercase letters, digits, . and -'),
+    bucket: z
+      .string()
+      .regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'bucket: 3-63 lowercase letters, digits, . and -')
+      .describe('The bucket that holds the pieces.'),
     /** Key prefix inside the bucket, e.g. 'provenant/'. */
-    prefix: z.string().regex(/^([^/].*\/)?$/, "prefix: empty or ending in '/', not starting with '/'").default(''),
+    prefix: z
+      .string()
+      .regex(/^([^/].*\/)?$/, "prefix: empty or ending in '/', not starting with '/'")
+      .default(''),
     /** Path-style addressing (`endpoint/bucket/key`), as MinIO needs. */
     forcePathStyle: z.boolean().default(false),
     /** Environment variables holding the credentials; the AWS SDK's default chain when omitted. */
@@ -70,8 +96,18 @@ export const S3ProviderSchema = z
     secretAccessKeyEnv: EnvName.optional(),
     sessionTokenEnv: EnvName.optional(),
     /** Multipart part size (raised automatically to stay within 10,000 parts). */
-    partBytes: z.number().int().min(5 * 1024 * 1024).max(5 * 1024 ** 3).default(16 * 1024 * 1024),
-    connectTimeoutMs: z.number().int().min(1).default(10_000),
+    partBytes: z
+      .number()
+      .int()
+      .min(5 * 1024 * 1024)
+      .max(5 * 1024 ** 3)
+      .default(16 * 1024 * 1024),
+    connectTimeoutMs: z
+      .number()
+      .int()
+      .min(1)
+      .default(10_000)
+      .describe('Timeout of opening a connection to the endpoint.'),
   })
   .refine((c) => !!c.accessKeyIdEnv === !!c.secretAccessKeyEnv, {
     message: 'accessKeyIdEnv and secretAccessKeyEnv go together',
@@ -88,7 +124,10 @@ export const KuboProviderSchema = z.object({
   /** Environment variable holding the `Authorization` header value when the API requires one. */
   authorizationEnv: EnvName.optional(),
   /** MFS directory that holds Provenant's index (piece CID / root CID → file CID). */
-  mfsDir: z.string().regex(/^\/[^\s]*[^/\s]$/, 'mfsDir: an absolute MFS path without a trailing /').default('/provenant'),
+  mfsDir: z
+    .string()
+    .regex(/^\/[^\s]*[^/\s]$/, 'mfsDir: an absolute MFS path without a trailing /')
+    .default('/provenant'),
 });
 export type KuboProviderConfig = z.infer<typeof KuboProviderSchema>;
 
@@ -129,7 +168,10 @@ export const SynapseProviderSchema = z
     /** Timeout of each chain and provider request (uploads excepted). */
     requestTimeoutMs: z.number().int().min(1).default(30_000),
   })
-  .refine((c) => c.topUpRunwayDays >= c.minRunwayDays, { message: 'topUpRunwayDays must be at least minRunwayDays', path: ['topUpRunwayDays'] });
+  .refine((c) => c.topUpRunwayDays >= c.minRunwayDays, {
+    message: 'topUpRunwayDays must be at least minRunwayDays',
+    path: ['topUpRunwayDays'],
+  });
 export type SynapseProviderConfig = z.infer<typeof SynapseProviderSchema>;
 
 /**
@@ -148,11 +190,23 @@ export const LotusProviderSchema = z.strictObject({
   /** The provider's HTTP retrieval endpoint serving /piece/<pieceCid> (Boost, Curio). */
   retrievalUrl: HttpUrl,
   /** Client wallet that makes the deals; the node's default wallet when omitted. */
-  clientAddress: z.string().regex(/^[ft][0-4][a-z0-9]+$/, 'clientAddress: a Filecoin address such as f1…').optional(),
+  clientAddress: z
+    .string()
+    .regex(/^[ft][0-4][a-z0-9]+$/, 'clientAddress: a Filecoin address such as f1…')
+    .optional(),
   /** Deal length in epochs (the market accepts 180 to 1,278 days; default 540 days). */
-  dealDurationEpochs: z.number().int().min(180 * EPOCHS_PER_DAY).max(1278 * EPOCHS_PER_DAY).default(540 * EPOCHS_PER_DAY),
+  dealDurationEpochs: z
+    .number()
+    .int()
+    .min(180 * EPOCHS_PER_DAY)
+    .max(1278 * EPOCHS_PER_DAY)
+    .default(540 * EPOCHS_PER_DAY),
   /** Epochs between proposing a deal and its start (time for the provider to seal). */
-  dealStartOffsetEpochs: z.number().int().min(0).default(4 * EPOCHS_PER_DAY),
+  dealStartOffsetEpochs: z
+    .number()
+    .int()
+    .min(0)
+    .default(4 * EPOCHS_PER_DAY),
   /** Make verified (Filecoin Plus) deals, which become claims that renewal can extend. */
   verifiedDeal: z.boolean().default(true),
   /** Price per epoch in attoFIL (a decimal string). */
@@ -164,22 +218,83 @@ export const LotusProviderSchema = z.strictObject({
 });
 export type LotusProviderConfig = z.infer<typeof LotusProviderSchema>;
 
-export const ProviderSchema = z.discriminatedUnion('kind', [LocalProviderSchema, S3ProviderSchema, KuboProviderSchema, SynapseProviderSchema, LotusProviderSchema]);
+export const ProviderSchema = z.discriminatedUnion('kind', [
+  LocalProviderSchema,
+  S3ProviderSchema,
+  KuboProviderSchema,
+  SynapseProviderSchema,
+  LotusProviderSchema,
+]);
 export type ProviderConfig = z.infer<typeof ProviderSchema>;
 
+/**
+ * TLS to the Temporal server (self-hosted with mTLS, or Temporal Cloud). Files only: a key or
+ * certificate written into the config is refused; the TOML profile and TEMPORAL_TLS_* variables
+ * (workers/connection.ts) may also set these.
+ */
+export const TemporalTlsSchema = z.strictObject({
+  /** false turns TLS off even when the profile or an API key would turn it on. */
+  enabled: z.boolean().optional(),
+  /** The name the server's certificate must carry, when it is not the host of `address`. */
+  serverName: z.string().min(1).optional(),
+  /** PEM file of the CA that signed the server's certificate; the system's roots when unset. */
+  serverCaCertFile: z.string().min(1).optional(),
+  /** PEM files of the client certificate and its key (mTLS); both or neither. */
+  clientCertFile: z.string().min(1).optional(),
+  clientKeyFile: z.string().min(1).optional(),
+});
+export type TemporalTls = z.infer<typeof TemporalTlsSchema>;
+
 export const TemporalSchema = z.object({
+  /** Defaults < TOML profile < config file < TEMPORAL_ADDRESS (config/load.ts). */
   address: z.string().min(1).default('localhost:7233'),
-  namespace: z.string().min(1).default('default'),
-  taskQueue: z.string().min(1).default('provenant'),
-  /** Start an embedded dev server when nothing answers at `address` (CLI only). */
+  namespace: z.string().min(1).default('default').describe('Temporal namespace (env TEMPORAL_NAMESPACE).'),
+  /** Profile of a Temporal TOML config file (TEMPORAL_PROFILE); 'default' when the file has one. */
+  profile: z.string().min(1).optional(),
+  /** The Temporal TOML config file (TEMPORAL_CONFIG_FILE); ~/.config/temporalio/temporal.toml when unset. */
+  configFile: z.string().min(1).optional(),
+  tls: TemporalTlsSchema.optional(),
+  /** The environment variable holding the API key (Temporal Cloud); TEMPORAL_API_KEY or the profile's when unset. */
+  apiKeyEnv: EnvName.optional(),
+  /** Refused: a key written into the config could reach logs and histories; name its variable with apiKeyEnv. */
+  apiKey: z
+    .never({ error: 'temporal.apiKey: put the key in an environment variable and name it with apiKeyEnv' })
+    .optional(),
+  taskQueue: z
+    .string()
+    .min(1)
+    .default('provenant')
+    .describe("Task queue of Provenant's workflows and shared activities (env PROVENANT_TASK_QUEUE)."),
+  /** Start an embedded dev server when nothing answers at a local `address` without TLS (CLI only). */
   embedded: z.enum(['auto', 'always', 'never']).default('auto'),
   /** How long a pack or restore may go without a heartbeat before Temporal retries it elsewhere. */
   heartbeatTimeout: z.string().min(1).default('1 minute'),
+  /**
+   * How long a source may stay unavailable (network errors, 5xx: SourceUnavailableError on every
+   * retry of the scan or the pack) before the archive fails instead of retrying on.
+   */
+  sourceUnavailableFor: z.string().min(1).default('10 minutes'),
 });
 
 export const PackSchema = z.object({
-  /** Target CAR shard size, CAR framing included. */
-  shardBytes: z.number().int().min(MIN_SHARD_BYTES).max(MAX_SHARD_BYTES).default(FOC_MAX_PIECE_BYTES),
+  /** Target CAR shard size, CAR framing included (at least minShardBytes(chunkBytes), checked in ConfigSchema). */
+  shardBytes: z.number().int().min(minShardBytes(MIN_CHUNK_BYTES)).max(MAX_SHARD_BYTES).default(FOC_MAX_PIECE_BYTES),
+  /** UnixFS leaf size, recorded in the manifest's layout; other than 1 MiB, root CIDs differ from ipfs-car's. */
+  chunkBytes: z.number().int().min(MIN_CHUNK_BYTES).max(DEFAULT_CHUNK_BYTES).default(DEFAULT_CHUNK_BYTES),
+  /**
+   * Shards a pack runs ahead of replication on this host: shard k + W is started only once shard
+   * k's staged files (the shard and its twins) are gone, taken or deleted by the puts of its
+   * copies. Staging then holds at most about W × shardBytes × (1 + twins) of shards, whatever the
+   * dataset's size (plus the block indexes, the listing and files.ndjson, which are small).
+   */
+  stagingWindowShards: z.number().int().min(1).default(8),
+  /**
+   * Pack in units of this many shards that any worker on the task queue runs (activities/pack/
+   * units.ts), each packing its shards, storing their copies and removing them; the DAG's inner
+   * nodes go into tree shards after the data shards. Unset: one pack on the host that scanned.
+   * The source must be readable from every worker (an S3 prefix, or a path on a shared filesystem).
+   */
+  unitShards: z.number().int().min(1).optional(),
 });
 
 export const PlacementPolicySchema = z.object({
@@ -201,7 +316,13 @@ export const PlacementPolicySchema = z.object({
 export type PlacementPolicy = z.infer<typeof PlacementPolicySchema>;
 
 export const ReplicationSchema = z.object({
-  copies: z.number().int().min(1).max(16).default(2),
+  copies: z
+    .number()
+    .int()
+    .min(1)
+    .max(16)
+    .default(2)
+    .describe('Copies of every shard, each on a distinct provider (`provenant archive --replicas`).'),
   /** Attempts per provider before the copy fails over to another provider. */
   putAttempts: z.number().int().min(1).max(100).default(3),
   policy: PlacementPolicySchema.prefault({}),
@@ -216,9 +337,25 @@ export const StewardSchema = z.object({
   unreachableGrace: z.string().min(1).default('1 day'),
   /** Spot-check detection target: catch a loss of `lossFraction` of blocks with this probability. */
   detectionProbability: z.number().gt(0).lt(1).default(0.99),
-  lossFraction: z.number().gt(0).lt(1).default(0.01),
+  lossFraction: z
+    .number()
+    .gt(0)
+    .lt(1)
+    .default(0.01)
+    .describe("The fraction of a replica's blocks whose loss the spot checks must detect."),
+  /**
+   * Shards whose replicas a round verifies (each with the spot checks above): 'all' (every shard,
+   * every round: the default), a fraction of the shards (0 < x < 1, at least one) or a whole
+   * number of shards. A sample is a window on a permutation of the shards that moves on each
+   * round, so every shard is verified within ⌈shards / sample⌉ rounds; the round reports its
+   * P(detect) for the dataset (shared/sampling.ts). Replicas not healthy at their last check, and
+   * the manifest, are verified every round.
+   */
+  sampleShards: z.union([z.literal('all'), z.number().gt(0).lt(1), z.number().int().min(1)]).default('all'),
   /** Continue-as-new after this many rounds at the latest (Temporal may suggest it sooner). */
   maxRoundsPerRun: z.number().int().min(1).default(500),
+  /** Replicas per page of the replica table (content-addressed, stored on the providers; every block stays far under 1 MiB). */
+  pageReplicas: z.number().int().min(1).max(4096).default(256),
   /**
    * Tag steward workflows with the Keyword search attributes ProvenantHealth / ProvenantDataset.
    * The server must know them (`temporal operator search-attribute create`); the embedded dev
@@ -227,16 +364,49 @@ export const StewardSchema = z.object({
   searchAttributes: z.boolean().default(false),
 });
 
+/**
+ * Signing of manifests, audit heads and exports (DSSE over in-toto statements). The private key
+ * is read by the activities that sign, from a PEM file on the worker; it never enters workflow
+ * history. `PROVENANT_SIGNING_KEY_FILE` sets keyFile.
+ */
+export const SigningSchema = z.object({
+  /** PEM private key (PKCS#8 or SEC1): Ed25519 or ECDSA P-256. */
+  keyFile: z.string().min(1).optional(),
+  /** The key id recorded with each signature; defaults to the sha256 of the public key (SPKI DER), hex. */
+  keyId: z.string().min(1).optional(),
+  /** Public keys (PEM files) of earlier signing keys: signatures made with them still verify after a rotation. */
+  previousPublicKeyFiles: z.array(z.string().min(1)).default([]),
+});
+export type SigningConfig = z.infer<typeof SigningSchema>;
+
+/**
+ * The optional payload codec (workers/codec.ts): AES-256-GCM encryption of every payload the
+ * workers and clients send to Temporal. The keys file is JSON `{"current": "<id>", "keys": {"<id>":
+ * "<base64 of 32 bytes>"}}`, read by workers and clients, never sent to Temporal; the environment's
+ * PROVENANT_CODEC_KEYS_FILE (a path) or PROVENANT_CODEC_KEYS (the JSON itself) win over keysFile.
+ */
+export const CodecSchema = z.object({
+  /** The codec keys file (JSON, see above); no keys from any source: payloads are not encrypted. */
+  keysFile: z.string().min(1).optional(),
+});
+export type CodecConfig = z.infer<typeof CodecSchema>;
+
 export const ConfigSchema = z
   .object({
     temporal: TemporalSchema.prefault({}),
     /** Where the embedded server's database, staging and default providers live. */
-    dataDir: z.string().min(1).default(defaultDataDir),
+    dataDir: z
+      .string()
+      .min(1)
+      .default(defaultDataDir)
+      .meta({ default: '$XDG_DATA_HOME/provenant, else ~/.local/share/provenant' }),
     /** Per-host staging area for CAR shards; defaults to `<dataDir>/staging`. */
     stagingDir: z.string().min(1).optional(),
     pack: PackSchema.prefault({}),
     replication: ReplicationSchema.prefault({}),
     steward: StewardSchema.prefault({}),
+    signing: SigningSchema.prefault({}),
+    codec: CodecSchema.prefault({}),
     /** Defaults to three local directory providers under `<dataDir>/providers`. */
     providers: z.array(ProviderSchema).optional(),
   })
@@ -252,9 +422,16 @@ export const ConfigSchema = z
       })),
   }))
   .superRefine((c, ctx) => {
+    if (c.pack.shardBytes < minShardBytes(c.pack.chunkBytes))
+      ctx.addIssue({
+        code: 'custom',
+        path: ['pack', 'shardBytes'],
+        message: `a shard must hold two leaves: at least ${minShardBytes(c.pack.chunkBytes)} bytes at chunkBytes ${c.pack.chunkBytes}`,
+      });
     const seen = new Set<string>();
     c.providers.forEach((p, i) => {
-      if (seen.has(p.id)) ctx.addIssue({ code: 'custom', path: ['providers', i, 'id'], message: `duplicate provider id '${p.id}'` });
+      if (seen.has(p.id))
+        ctx.addIssue({ code: 'custom', path: ['providers', i, 'id'], message: `duplicate provider id '${p.id}'` });
       seen.add(p.id);
     });
   });
@@ -262,82 +439,66 @@ export const ConfigSchema = z
 export type Config = z.infer<typeof ConfigSchema>;
 export type ConfigInput = z.input<typeof ConfigSchema>;
 
-/** What a workflow needs to know about a provider: never credentials or paths. */
-import type { ProviderRef } from '../workflows/types.js';
-export type { ProviderRef };
+/** What a workflow needs to know about a provider (never credentials or paths). */
 
 export function providerRefs(config: Config): ProviderRef[] {
   // Placement attributes only: never paths, endpoints or credential names.
   return config.providers.map((p) => {
     const ref: ProviderRef = { id: p.id, kind: p.kind };
-    for (const k of ['region', 'org', 'city', 'country', 'continent', 'pricePerTiBMonth', 'energyScore', 'maxPieceBytes'] as const) {
+    for (const k of [
+      'region',
+      'org',
+      'city',
+      'country',
+      'continent',
+      'pricePerTiBMonth',
+      'energyScore',
+      'maxPieceBytes',
+    ] as const) {
       if (p[k] !== undefined) (ref as unknown as Record<string, unknown>)[k] = p[k];
     }
     return ref;
   });
 }
 
-/**
- * A prefix of an S3 bucket to archive: every object under it becomes a file at its key minus the
- * prefix. Strict, like the provider: credentials are named environment variables, never values.
- */
-export const S3SourceSchema = z
-  .strictObject({
-    kind: z.literal('s3'),
-    bucket: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'bucket: 3-63 lowercase letters, digits, . and -'),
-    /** The "directory" to archive: empty (the whole bucket) or ending in '/'. */
-    prefix: z.string().regex(/^([^/][\s\S]*\/)?$/, "prefix: empty or ending in '/', not starting with '/'").default(''),
-    /** S3-compatible endpoint (e.g. http://127.0.0.1:9000 for MinIO); AWS when omitted. */
-    endpoint: z.url({ protocol: /^https?$/ }).optional(),
-    region: z.string().min(1).optional(),
-    /** Path-style addressing (`endpoint/bucket/key`), as MinIO needs. */
-    forcePathStyle: z.boolean().default(false),
-    /** Environment variables holding the credentials; the AWS SDK's default chain when omitted. */
-    accessKeyIdEnv: EnvName.optional(),
-    secretAccessKeyEnv: EnvName.optional(),
-    sessionTokenEnv: EnvName.optional(),
-  })
-  .refine((c) => !!c.accessKeyIdEnv === !!c.secretAccessKeyEnv, {
-    message: 'accessKeyIdEnv and secretAccessKeyEnv go together',
-    path: ['secretAccessKeyEnv'],
-  });
-export type S3SourceConfig = z.infer<typeof S3SourceSchema>;
-
-/** An http(s) URL without user:password (a secret in a URL would be written into workflow history). */
-const SourceUrl = z
-  .url({ protocol: /^https?$/ })
-  .refine((u) => {
-    const { username, password } = new URL(u);
-    return !username && !password;
-  }, 'no credentials in URLs: name an environment variable in authorizationEnv');
-
-/**
- * Files fetched over HTTP(S): each URL becomes a file named after its last path segment, or at
- * the relative `path` given with it.
- */
-export const HttpSourceSchema = z.strictObject({
-  kind: z.literal('http'),
-  urls: z.array(z.union([SourceUrl, z.strictObject({ url: SourceUrl, path: z.string().min(1) })])).min(1).max(10_000),
-  /** Environment variable holding the `Authorization` header value (e.g. `Bearer …`), sent to every URL. */
-  authorizationEnv: EnvName.optional(),
-});
-export type HttpSourceConfig = z.infer<typeof HttpSourceSchema>;
-
 /** Input of the archive workflow, validated before it starts. */
 export const ArchiveRequestSchema = z.object({
   datasetId: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, 'dataset id: letters, digits, . _ - (max 128)'),
-  source: z.discriminatedUnion('kind', [z.object({ kind: z.literal('local'), path: z.string().min(1) }), S3SourceSchema, HttpSourceSchema]),
+  source: ArchiveSourceSchema,
   copies: z.number().int().min(1).max(16),
   meta: z.record(z.string(), z.string()).default({}),
-  shardBytes: z.number().int().min(MIN_SHARD_BYTES).max(MAX_SHARD_BYTES),
-  providers: z.array(z.object({
-    id: z.string(), kind: z.string(), region: z.string().optional(), org: z.string().optional(), city: z.string().optional(),
-    country: z.string().optional(), continent: z.string().optional(), pricePerTiBMonth: z.number().optional(),
-    energyScore: z.number().optional(), maxPieceBytes: z.number().optional(),
-  })).min(1),
+  /** Manifest CIDs of parent datasets or base models (lineage): `archive --derived-from`. */
+  derivedFrom: z
+    .array(
+      z.string().refine((s) => {
+        try {
+          CID.parse(s);
+          return true;
+        } catch {
+          return false;
+        }
+      }, 'derived-from: a manifest CID'),
+    )
+    .max(64)
+    .optional(),
+  shardBytes: z.number().int().min(minShardBytes(MIN_CHUNK_BYTES)).max(MAX_SHARD_BYTES),
+  chunkBytes: z.number().int().min(MIN_CHUNK_BYTES).max(DEFAULT_CHUNK_BYTES).optional(),
+  unitShards: z.number().int().min(1).optional(),
+  providers: z
+    .array(
+      z.object({
+        id: z.string(),
+        kind: z.string(),
+        region: z.string().optional(),
+        org: z.string().optional(),
+        city: z.string().optional(),
+        country: z.string().optional(),
+        continent: z.string().optional(),
+        pricePerTiBMonth: z.number().optional(),
+        energyScore: z.number().optional(),
+        maxPieceBytes: z.number().optional(),
+      }),
+    )
+    .min(1),
 });
 export type ArchiveRequest = z.infer<typeof ArchiveRequestSchema>;
-export type ArchiveSource = ArchiveRequest['source'];
-export type ArchiveSourceInput = z.input<typeof ArchiveRequestSchema>['source'];
-/** A source that is mirrored into staging before the scan. */
-export type RemoteSource = Exclude<ArchiveSource, { kind: 'local' }>;

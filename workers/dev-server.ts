@@ -1,6 +1,9 @@
 /**
  * The embedded Temporal dev server: `temporal server start-dev` with a persistent SQLite file,
- * so work survives a restart. Started by the CLI when nothing answers at the configured address.
+ * so work survives a restart. Started by the CLI when nothing answers at the configured address,
+ * with the Temporal Web UI that ships with it (on the gRPC port + 1000, as the CLI's default, or
+ * any free port when that one is taken), so that `provenant dev` users can watch archives and
+ * stewards run. The test servers (tests/helpers/env.ts) stay headless.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
@@ -11,6 +14,8 @@ import { resolveTemporalCli } from './temporal-cli.js';
 
 export interface DevServer {
   address: string;
+  /** The Temporal Web UI, e.g. http://127.0.0.1:8233; undefined when started headless. */
+  uiUrl?: string;
   stop(): Promise<void>;
 }
 
@@ -39,11 +44,27 @@ export function isLocalAddress(address: string): boolean {
   return host === 'localhost' || host === '127.0.0.1' || host === '::1' || host === '[::1]';
 }
 
+/** A port nothing listens on now: `preferred` when it is free, else one the system picks. */
+async function freePort(preferred: number): Promise<number> {
+  const tryListen = (port: number) =>
+    new Promise<number | undefined>((resolve) => {
+      const srv = net.createServer();
+      srv.once('error', () => resolve(undefined));
+      srv.listen({ host: '127.0.0.1', port }, () => {
+        const got = (srv.address() as net.AddressInfo).port;
+        srv.close(() => resolve(got));
+      });
+    });
+  return (preferred <= 65535 ? await tryListen(preferred) : undefined) ?? (await tryListen(0))!;
+}
+
 export async function startDevServer(opts: {
   address: string;
   dataDir: string;
   namespace: string;
   log?: (m: string) => void;
+  /** Serve the Temporal Web UI (default true); false starts the server headless. */
+  ui?: boolean;
 }): Promise<DevServer> {
   const log = opts.log ?? (() => {});
   const bin = resolveTemporalCli({ log });
@@ -57,10 +78,26 @@ export async function startDevServer(opts: {
   const dbFile = path.join(opts.dataDir, 'temporal.sqlite');
   const logFile = path.join(opts.dataDir, 'temporal-server.log');
   const out = fs.openSync(logFile, 'a');
+  const uiPort = opts.ui === false ? undefined : await freePort(port + 1000);
+  const ui = uiPort === undefined ? ['--headless'] : ['--ui-ip', '127.0.0.1', '--ui-port', String(uiPort)];
   const args = [
-    'server', 'start-dev', '--headless', '--ip', '127.0.0.1', '--port', String(port),
-    '--db-filename', dbFile, '--namespace', opts.namespace, '--log-level', 'warn',
-    '--search-attribute', 'ProvenantHealth=Keyword', '--search-attribute', 'ProvenantDataset=Keyword',
+    'server',
+    'start-dev',
+    ...ui,
+    '--ip',
+    '127.0.0.1',
+    '--port',
+    String(port),
+    '--db-filename',
+    dbFile,
+    '--namespace',
+    opts.namespace,
+    '--log-level',
+    'warn',
+    '--search-attribute',
+    'ProvenantHealth=Keyword',
+    '--search-attribute',
+    'ProvenantDataset=Keyword',
   ];
   const child: ChildProcess = spawn(bin, args, { stdio: ['ignore', out, out], detached: false });
   fs.closeSync(out);
@@ -86,9 +123,11 @@ export async function startDevServer(opts: {
     }
     await new Promise((r) => setTimeout(r, 250));
   }
-  log(`embedded Temporal dev server on ${address} (db ${dbFile})`);
+  const uiUrl = uiPort === undefined ? undefined : `http://127.0.0.1:${uiPort}`;
+  log(`embedded Temporal dev server on ${address} (db ${dbFile})${uiUrl ? `; Temporal Web UI: ${uiUrl}` : ''}`);
   return {
     address,
+    uiUrl,
     stop: async () => {
       if (exited) return;
       const gone = new Promise<void>((r) => child.once('exit', () => r()));

@@ -1,11 +1,18 @@
 /** Standalone worker: `node dist/workers/main.js` (config from PROVENANT_CONFIG + environment). */
-import { NativeConnection, Worker } from '@temporalio/worker';
 import { loadConfig } from '../config/load.js';
-import { ProvenantPlugin } from './plugin.js';
+import type { Config } from '../config/schema.js';
+import { connectionSettings, connectNative } from './connection.js';
 
-export async function runWorker(): Promise<void> {
-  const config = loadConfig();
-  const connection = await NativeConnection.connect({ address: config.temporal.address });
+/**
+ * Run a worker until it is shut down. `config` is the caller's (`provenant worker --config FILE`);
+ * by default PROVENANT_CONFIG + environment. Connection settings (TLS, API key, profile) as for
+ * the client (workers/connection.ts). @temporalio/worker and the plugin load here, not on import,
+ * so the CLI's other commands do not pay for them.
+ */
+export async function runWorker(config: Config = loadConfig()): Promise<void> {
+  const settings = connectionSettings(config.temporal);
+  const [{ Worker }, { ProvenantPlugin }] = await Promise.all([import('@temporalio/worker'), import('./plugin.js')]);
+  const connection = await connectNative(settings);
   try {
     const plugin = new ProvenantPlugin({ config });
     const worker = await Worker.create({
@@ -14,7 +21,9 @@ export async function runWorker(): Promise<void> {
       taskQueue: config.temporal.taskQueue,
       plugins: [plugin],
     });
-    console.error(`provenant worker: queue ${config.temporal.taskQueue} + host queue ${plugin.hostQueue} at ${config.temporal.address}`);
+    console.error(
+      `provenant worker: queue ${config.temporal.taskQueue} + host queue ${plugin.hostQueue} at ${settings.describe}`,
+    );
     await worker.run();
   } finally {
     await connection.close();

@@ -40,14 +40,22 @@ export interface ResolveOptions {
 }
 
 /** Build a Go tool into the Provenant cache; returns its path or undefined when Go is missing. */
-export function goInstall(module: string, binName: string, target: string, log: (m: string) => void): string | undefined {
+export function goInstall(
+  module: string,
+  binName: string,
+  target: string,
+  log: (m: string) => void,
+): string | undefined {
   if (isExecutable(target)) return target;
   const go = onPath('go', process.env);
   if (!go) return undefined;
   fs.mkdirSync(path.dirname(target), { recursive: true });
   const tmp = fs.mkdtempSync(path.join(path.dirname(target), '.build-'));
   log(`building ${module} with go install (first time only; takes a few minutes)`);
-  const r = spawnSync(go, ['install', module], { env: { ...process.env, GOBIN: tmp }, stdio: ['ignore', 'inherit', 'inherit'] });
+  const r = spawnSync(go, ['install', module], {
+    env: { ...process.env, GOBIN: tmp },
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
   try {
     if (r.status !== 0) return undefined;
     fs.renameSync(path.join(tmp, binName), target);
@@ -61,7 +69,8 @@ export function resolveTemporalCli(opts: ResolveOptions = {}): string | undefine
   const env = opts.env ?? process.env;
   const log = opts.log ?? (() => {});
   if (env.TEMPORAL_CLI_PATH) {
-    if (!isExecutable(env.TEMPORAL_CLI_PATH)) throw new Error(`TEMPORAL_CLI_PATH is not an executable file: ${env.TEMPORAL_CLI_PATH}`);
+    if (!isExecutable(env.TEMPORAL_CLI_PATH))
+      throw new Error(`TEMPORAL_CLI_PATH is not an executable file: ${env.TEMPORAL_CLI_PATH}`);
     return env.TEMPORAL_CLI_PATH;
   }
   const found = onPath('temporal', env);

@@ -1,8 +1,8 @@
 /** fleetSweep: ask every running steward to verify now (run it from a Temporal Schedule). */
 import { proxyActivities } from '@temporalio/workflow';
-import type { ProvenantActivities } from '../activities/index.js';
+import type { SharedQueueActivities } from '../shared/activities.js';
 
-const { provenantSweepStewards } = proxyActivities<ProvenantActivities>({
+const { provenantSweepStewards } = proxyActivities<SharedQueueActivities>({
   startToCloseTimeout: '1 hour',
   heartbeatTimeout: '1 minute',
 });

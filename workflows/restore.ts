@@ -1,16 +1,17 @@
 /** restoreDataset: locate the manifest, fetch healthy replicas, verify, write. */
 import { proxyActivities } from '@temporalio/workflow';
-import type { ProvenantActivities } from '../activities/index.js';
-import type { RestoreSummary } from '../activities/restore/restore.js';
-import { NON_RETRYABLE } from './failure-types.js';
-import type { RestoreInput } from './types.js';
+import type { SharedQueueActivities } from '../shared/activities.js';
+import { NON_RETRYABLE_ERROR_TYPES as NON_RETRYABLE } from '../shared/errors.js';
+import type { RestoreInput, RestoreSummary } from '../shared/types.js';
 
 export async function restoreDataset(input: RestoreInput): Promise<RestoreSummary> {
-  const { provenantRestore } = proxyActivities<ProvenantActivities>({
+  const { provenantRestore } = proxyActivities<SharedQueueActivities>({
     ...(input.taskQueue ? { taskQueue: input.taskQueue } : {}),
     startToCloseTimeout: '7 days',
     heartbeatTimeout: input.heartbeatTimeout,
-    retry: { nonRetryableErrorTypes: NON_RETRYABLE, maximumAttempts: 5 },
+    retry: { nonRetryableErrorTypes: [...NON_RETRYABLE], maximumAttempts: 5 },
+    summary: `restore ${input.manifestCid}`,
   });
-  return provenantRestore({ manifestCid: input.manifestCid, target: input.target, force: input.force, providerIds: input.providerIds });
+  const { manifestCid, target, force, providerIds, paths } = input;
+  return provenantRestore({ manifestCid, target, force, providerIds, ...(paths?.length ? { paths } : {}) });
 }

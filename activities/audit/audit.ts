@@ -4,30 +4,23 @@
  * again by its CID). Editing a record changes its hash and breaks the link to it; dropping one
  * leaves a link to nothing: both are reported when the chain is read back.
  */
-import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import * as dagJson from '@ipld/dag-json';
 import { CarBlockIterator } from '@ipld/car/iterator';
 import { CID } from 'multiformats/cid';
-import varint from 'varint';
-import { blockMatches, carCidFromSha256, cidOf } from '../pack/cids.js';
-import { commpOf } from '../pack/commp.js';
-import { carHeader } from '../pack/shard-writer.js';
+import { blockMatches, cidOf, sha256 } from '../pack/cids.js';
+import { pieceOfCar, smallCar } from '../providers/kit/car.js';
+import type { AuditEvent } from '../../shared/types.js';
+import type { SigningKey } from '../evidence/keys.js';
+import { signAuditRecord, type AuditSignature } from '../evidence/sign.js';
 import type { PieceRef, StorageProvider } from '../providers/provider.js';
 
-export interface AuditEvent {
-  kind: 'archive' | 'verify' | 'repair' | 'renew' | 'retire';
-  pieceCid?: string;
-  providerId?: string;
-  result: string;
-  challenges?: number;
-  detectionProbability?: number;
-  evidence?: string;
-}
+export type { AuditEvent };
 
-export interface AuditRecord extends AuditEvent {
+/** A record; one written with a signing key configured also names its signer and holds its signature. */
+export interface AuditRecord extends AuditEvent, AuditSignature {
   type: 'provenant/audit';
   datasetId: string;
   seq: number;
@@ -37,37 +30,33 @@ export interface AuditRecord extends AuditEvent {
 
 export function encodeRecord(rec: AuditRecord): { cid: CID; bytes: Uint8Array } {
   const bytes = dagJson.encode(rec);
-  return { cid: cidOf(dagJson.code, crypto.createHash('sha256').update(bytes).digest()), bytes };
+  return { cid: cidOf(dagJson.code, sha256(bytes)), bytes };
 }
 
 /** A one-block CAR holding the record; root = the record's CID. */
 export function recordCar(cid: CID, bytes: Uint8Array): { car: Buffer; piece: PieceRef } {
-  const n = cid.bytes.length + bytes.length;
-  const car = Buffer.concat([carHeader(cid), Uint8Array.from(varint.encode(n)), cid.bytes, bytes]);
-  return {
-    car,
-    piece: {
-      pieceCid: commpOf(car).pieceCid,
-      carCid: carCidFromSha256(crypto.createHash('sha256').update(car).digest()),
-      rootCid: cid.toString(),
-      bytes: car.length,
-    },
-  };
+  const car = smallCar(cid, [{ cid, bytes }]);
+  return { car, piece: pieceOfCar(car, cid.toString()) };
 }
 
-/** Append events after `prev`; store each record on every given provider that accepts it. */
+/**
+ * Append events after `prev`; store each record on every given provider that accepts it. With
+ * `o.key`, each record is signed as it is written (see evidence/sign.ts), so every head is signed.
+ */
 export async function appendRecords(
   datasetId: string,
   prev: { cid: string | null; seq: number },
   events: (AuditEvent & { time: string })[],
   providers: StorageProvider[],
+  o: { key?: SigningKey } = {},
 ): Promise<{ head: string; seq: number; stored: Record<string, number> }> {
   let head = prev.cid;
   let seq = prev.seq;
   const stored: Record<string, number> = {};
   for (const e of events) {
     seq++;
-    const rec: AuditRecord = { type: 'provenant/audit', datasetId, seq, prev: head, ...e };
+    const plain: AuditRecord = { type: 'provenant/audit', datasetId, seq, prev: head, ...e };
+    const rec: AuditRecord = o.key ? signAuditRecord(plain, o.key) : plain;
     const { cid, bytes } = encodeRecord(rec);
     const { car, piece } = recordCar(cid, bytes);
     let ok = 0;
@@ -96,7 +85,11 @@ export interface AuditProblem {
 }
 
 /** Read the chain back from `head`, checking every stored copy of every record. */
-export async function readChain(head: string, providers: StorageProvider[], workDir: string): Promise<{ records: (AuditRecord & { cid: string })[]; problems: AuditProblem[] }> {
+export async function readChain(
+  head: string,
+  providers: StorageProvider[],
+  workDir: string,
+): Promise<{ records: (AuditRecord & { cid: string })[]; problems: AuditProblem[] }> {
   const records: (AuditRecord & { cid: string })[] = [];
   const problems: AuditProblem[] = [];
   fs.mkdirSync(workDir, { recursive: true });
@@ -113,7 +106,7 @@ export async function readChain(head: string, providers: StorageProvider[], work
       const file = path.join(workDir, `${p.id}.car`);
       const parts: Buffer[] = [];
       try {
-        for await (const c of p.readRange(ref, 0, undefined)) parts.push(c as Buffer);
+        for await (const c of p.readRange(ref)) parts.push(c as Buffer);
       } catch (err) {
         problems.push({ cid: cursor, providerId: p.id, problem: 'missing', detail: (err as Error).message });
         continue;
@@ -128,24 +121,42 @@ export async function readChain(head: string, providers: StorageProvider[], work
         /* unreadable CAR: treated as tampered below */
       }
       if (!found || !blockMatches(cid, found)) {
-        problems.push({ cid: cursor, providerId: p.id, problem: 'tampered', detail: `the copy on ${p.id} does not hash to ${cursor}` });
+        problems.push({
+          cid: cursor,
+          providerId: p.id,
+          problem: 'tampered',
+          detail: `the copy on ${p.id} does not hash to ${cursor}`,
+        });
         continue;
       }
       good ??= dagJson.decode(found) as AuditRecord;
     }
     if (!good) {
-      problems.push({ cid: cursor, problem: copies ? 'tampered' : 'missing', detail: copies ? 'no intact copy of this record' : 'record not found on any provider' });
+      problems.push({
+        cid: cursor,
+        problem: copies ? 'tampered' : 'missing',
+        detail: copies ? 'no intact copy of this record' : 'record not found on any provider',
+      });
       break;
     }
     if (expectSeq !== undefined && good.seq !== expectSeq) {
-      problems.push({ cid: cursor, seq: good.seq, problem: 'broken-chain', detail: `expected record ${expectSeq}, found ${good.seq}` });
+      problems.push({
+        cid: cursor,
+        seq: good.seq,
+        problem: 'broken-chain',
+        detail: `expected record ${expectSeq}, found ${good.seq}`,
+      });
     }
     records.push({ ...good, cid: cursor });
     expectSeq = good.seq - 1;
     cursor = good.prev;
   }
   if (problems.length === 0 && records.length && records[records.length - 1]!.seq !== 1) {
-    problems.push({ cid: records[records.length - 1]!.cid, problem: 'broken-chain', detail: 'the chain does not start at record 1' });
+    problems.push({
+      cid: records[records.length - 1]!.cid,
+      problem: 'broken-chain',
+      detail: 'the chain does not start at record 1',
+    });
   }
   return { records: records.reverse(), problems };
 }

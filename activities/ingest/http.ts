@@ -10,11 +10,18 @@ import { Readable } from 'node:stream';
 import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
 import type { HttpSourceConfig } from '../../config/schema.js';
 import { TOOL_NAME, TOOL_VERSION } from '../../version.js';
+import { InvalidFileNameError, isNetworkError, SourceUnavailableError, UnsupportedSourceError } from '../errors.js';
+import { requireEnv } from '../providers/kit/env.js';
+import { httpStatusError } from '../providers/kit/http-status.js';
 import {
-  ConfigError, InvalidFileNameError, isNetworkError, SourceAccessDeniedError, SourceNotFoundError, SourceUnavailableError,
-  UnsupportedSourceError,
-} from '../errors.js';
-import { checkRelPath, compareUtf8, PathOrder, type OpenedEntry, type Source, type SourceEntry } from './sources.js';
+  checkRelPath,
+  compareUtf8,
+  PathOrder,
+  type ByteRange,
+  type OpenedEntry,
+  type Source,
+  type SourceEntry,
+} from './sources.js';
 
 /** HEAD answers that say nothing about the file: the GET decides. */
 const HEAD_REFUSED = new Set([403, 405, 501]);
@@ -34,7 +41,8 @@ export function httpTargets(cfg: Pick<HttpSourceConfig, 'urls'>): { url: string;
       } catch (err) {
         throw new InvalidFileNameError(`URL's file name is not valid percent-encoded UTF-8: ${u}`, { cause: err });
       }
-      if (!name || name.includes('/')) throw new InvalidFileNameError(`URL has no file name to save it as (give it a path): ${u}`);
+      if (!name || name.includes('/'))
+        throw new InvalidFileNameError(`URL has no file name to save it as (give it a path): ${u}`);
       return { url: u, path: checkRelPath(name, u) };
     })
     .sort((a, b) => compareUtf8(a.path, b.path));
@@ -52,15 +60,8 @@ export class HttpSource implements Source {
     this.uri = cfg.urls.map((u) => (typeof u === 'string' ? u : u.url)).join(' ');
     this.targets = httpTargets(cfg);
     this.headers = { 'accept-encoding': 'identity', 'user-agent': `${TOOL_NAME}/${TOOL_VERSION}` };
-    if (cfg.authorizationEnv) {
-      const value = env[cfg.authorizationEnv];
-      if (!value) {
-        throw new ConfigError(`source: environment variable ${cfg.authorizationEnv} is not set on this worker`, [
-          { path: 'source.authorizationEnv', message: `environment variable ${cfg.authorizationEnv} is not set` },
-        ]);
-      }
-      this.headers.authorization = value;
-    }
+    if (cfg.authorizationEnv)
+      this.headers.authorization = requireEnv(cfg.authorizationEnv, { path: 'source.authorizationEnv', env });
   }
 
   async *list(signal?: AbortSignal): AsyncIterable<SourceEntry> {
@@ -76,8 +77,9 @@ export class HttpSource implements Source {
     }
   }
 
-  async open(entry: SourceEntry, signal?: AbortSignal): Promise<OpenedEntry> {
-    const res = await this.request('GET', entry.ref, signal);
+  async open(entry: SourceEntry, signal?: AbortSignal, range?: ByteRange): Promise<OpenedEntry> {
+    const bytes = range && range.length > 0 ? `bytes=${range.offset}-${range.offset + range.length - 1}` : undefined;
+    const res = await this.request('GET', entry.ref, signal, bytes);
     if (!res.ok || !res.body || isEncoded(res)) {
       await res.body?.cancel().catch(() => {});
       if (!res.ok) throw typed(res.status, entry.ref);
@@ -85,28 +87,34 @@ export class HttpSource implements Source {
         `server sent content-encoded bytes (${res.headers.get('content-encoding')}) despite Accept-Encoding: identity; the file's own bytes cannot be had [url=${entry.ref}]`,
       );
     }
-    return { body: Readable.fromWeb(res.body as NodeReadableStream<Uint8Array>), size: contentLength(res), mtimeMs: lastModified(res) };
+    const body = Readable.fromWeb(res.body as NodeReadableStream<Uint8Array>);
+    if (bytes && res.status === 206) {
+      const whole = /\/(\d+)$/.exec(res.headers.get('content-range') ?? '')?.[1];
+      return { body, mtimeMs: lastModified(res), ...(whole ? { size: Number(whole) } : {}) };
+    }
+    // A server that ignores Range sends the whole file: the caller drops what precedes the range.
+    return { body, size: contentLength(res), mtimeMs: lastModified(res), ...(bytes ? { skip: range!.offset } : {}) };
   }
 
   close(): void {}
 
-  private async request(method: 'HEAD' | 'GET', url: string, signal?: AbortSignal): Promise<Response> {
+  private async request(method: 'HEAD' | 'GET', url: string, signal?: AbortSignal, range?: string): Promise<Response> {
     try {
-      return await fetch(url, { method, headers: this.headers, redirect: 'follow', signal });
+      const headers = range ? { ...this.headers, range } : this.headers;
+      return await fetch(url, { method, headers, redirect: 'follow', signal });
     } catch (err) {
       if ((err as Error)?.name === 'AbortError') throw err;
       const why = isNetworkError(err) ? 'cannot reach' : 'request failed for';
-      throw new SourceUnavailableError(`${why} ${url}: ${(err as Error)?.message}${(err as Error)?.cause ? ` (${((err as Error).cause as Error).message})` : ''}`, { cause: err });
+      throw new SourceUnavailableError(
+        `${why} ${url}: ${(err as Error)?.message}${(err as Error)?.cause ? ` (${((err as Error).cause as Error).message})` : ''}`,
+        { cause: err },
+      );
     }
   }
 }
 
 function typed(status: number, url: string): Error {
-  const where = `[url=${url}]`;
-  if (status === 404 || status === 410) return new SourceNotFoundError(`HTTP ${status}: no such file ${where}`);
-  if (status === 401 || status === 403) return new SourceAccessDeniedError(`HTTP ${status}: access denied ${where}`);
-  if (status === 408 || status === 429 || status >= 500) return new SourceUnavailableError(`HTTP ${status} ${where}`);
-  return new UnsupportedSourceError(`HTTP ${status}: the server refused the request ${where}`);
+  return httpStatusError(status, { side: 'source', message: `[url=${url}]` });
 }
 
 function isEncoded(res: Response): boolean {

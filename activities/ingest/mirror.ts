@@ -19,7 +19,13 @@ import { once } from 'node:events';
 import { pipeline } from 'node:stream/promises';
 import type { RemoteSource } from '../../config/schema.js';
 import {
-  EmptyDatasetError, IntegrityError, InvalidFileNameError, ProvenantError, showPath, SourceChangedError, SourceUnavailableError,
+  EmptyDatasetError,
+  IntegrityError,
+  InvalidFileNameError,
+  ProvenantError,
+  showPath,
+  SourceChangedError,
+  SourceUnavailableError,
 } from '../errors.js';
 import { HttpSource } from './http.js';
 import { S3Source } from './s3.js';
@@ -83,10 +89,11 @@ export async function mirrorSource(source: Source, mirrorPath: string, o: Mirror
       checkRelPath(entry.path, entry.ref);
       order.add(entry);
       if (!paths.write(JSON.stringify(entry.path) + '\n')) await once(paths, 'drain');
-      const task: Promise<void> = place(source, entry, root, tmpDir, stop.signal, (n) => {
+      const onBytes = (n: number) => {
         progress.downloadedBytes += n;
         report();
-      })
+      };
+      const task: Promise<void> = place(source, entry, { root, tmpDir, signal: stop.signal, onBytes })
         .then((r) => {
           progress.files++;
           progress.bytes += r.bytes;
@@ -114,10 +121,20 @@ export async function mirrorSource(source: Source, mirrorPath: string, o: Mirror
 }
 
 /** Put one entry in place unless it already is; returns its size and whether it was fetched. */
-async function place(source: Source, entry: SourceEntry, root: string, tmpDir: string, signal: AbortSignal, onBytes: (n: number) => void) {
+async function place(
+  source: Source,
+  entry: SourceEntry,
+  o: { root: string; tmpDir: string; signal: AbortSignal; onBytes: (n: number) => void },
+) {
+  const { root, tmpDir, signal, onBytes } = o;
   const target = path.join(root, ...entry.path.split('/'));
   const have = await fsp.lstat(target).catch(() => undefined);
-  if (have?.isFile() && entry.size !== undefined && have.size === entry.size && Math.trunc(have.mtimeMs) === (entry.mtimeMs ?? 0)) {
+  if (
+    have?.isFile() &&
+    entry.size !== undefined &&
+    have.size === entry.size &&
+    Math.trunc(have.mtimeMs) === (entry.mtimeMs ?? 0)
+  ) {
     return { bytes: have.size, downloaded: false };
   }
 
@@ -140,7 +157,10 @@ async function place(source: Source, entry: SourceEntry, root: string, tmpDir: s
         }
       } catch (err) {
         if (signal.aborted || ProvenantError.is(err)) throw err;
-        throw new SourceUnavailableError(`transfer interrupted after ${received} bytes ${where}: ${(err as Error).message}`, { cause: err });
+        throw new SourceUnavailableError(
+          `transfer interrupted after ${received} bytes ${where}: ${(err as Error).message}`,
+          { cause: err },
+        );
       }
     };
     await pipeline(counted(), fs.createWriteStream(tmp), { signal });
@@ -151,7 +171,9 @@ async function place(source: Source, entry: SourceEntry, root: string, tmpDir: s
     }
     const digest = md5?.digest('hex');
     if (digest !== undefined && digest !== opened.md5) {
-      throw new IntegrityError(`bytes received do not match the source's MD5 ${where}: expected ${opened.md5}, got ${digest}`);
+      throw new IntegrityError(
+        `bytes received do not match the source's MD5 ${where}: expected ${opened.md5}, got ${digest}`,
+      );
     }
     const fh = await fsp.open(tmp, 'r+');
     try {
@@ -206,7 +228,10 @@ async function moveIntoPlace(root: string, target: string, tmp: string, entry: S
 
 function fsError(e: NodeJS.ErrnoException, entry: SourceEntry): Error {
   if (e.code === 'ENAMETOOLONG' || e.code === 'EINVAL') {
-    return new InvalidFileNameError(`this file system cannot hold the path ${showPath(entry.path)} (from ${entry.ref})`, { cause: e });
+    return new InvalidFileNameError(
+      `this file system cannot hold the path ${showPath(entry.path)} (from ${entry.ref})`,
+      { cause: e },
+    );
   }
   return e;
 }
@@ -233,7 +258,12 @@ async function prune(root: string, pathsFile: string, listed: number): Promise<v
   const c = await census(root);
   if (c.files === listed && c.emptyDirs === 0) return;
 
-  const keep = new Set((await fsp.readFile(pathsFile, 'utf8')).split('\n').filter(Boolean).map((l) => JSON.parse(l) as string));
+  const keep = new Set(
+    (await fsp.readFile(pathsFile, 'utf8'))
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as string),
+  );
   const sweep = async (dir: string, rel: string): Promise<boolean> => {
     let empty = true;
     for (const d of await fsp.readdir(dir, { withFileTypes: true })) {

@@ -18,10 +18,20 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
 import {
-  BrokenSymlinkError, InvalidFileNameError, showPath, SymlinkEscapesRootError, SymlinkLoopError,
+  BrokenSymlinkError,
+  InvalidFileNameError,
+  showPath,
+  SymlinkEscapesRootError,
+  SymlinkLoopError,
   UnreadableFileError,
 } from '../errors.js';
-import type { ScanProgress } from './scan.js';
+import type { ScanSummary } from '../../shared/types.js';
+
+/** How far the walk has got (reported to the main thread, then as heartbeats). */
+export interface ScanProgress {
+  files: number;
+  bytes: number;
+}
 
 export interface ScanThreadInput {
   /** The source root, as realpath gave it. */
@@ -34,20 +44,24 @@ export interface ScanThreadInput {
 }
 
 /** What the walk found; the main thread adds the listing path to make a ScanResult. */
-export interface ScanCounts {
-  files: number;
-  dirs: number;
-  bytes: number;
-  /** Special files (FIFOs, sockets, devices) that were skipped, first 100. */
-  specials: string[];
-  specialCount: number;
-  symlinksFollowed: number;
-}
+/** What the walk found (the wire type the scan activity returns). */
+export type ScanCounts = ScanSummary;
 
 export type ScanThreadMessage =
   | { type: 'progress'; progress: ScanProgress }
   | { type: 'done'; counts: ScanCounts }
-  | { type: 'error'; error: { name: string; message: string; stack?: string; code?: string; errno?: number; syscall?: string; path?: string } };
+  | {
+      type: 'error';
+      error: {
+        name: string;
+        message: string;
+        stack?: string;
+        code?: string;
+        errno?: number;
+        syscall?: string;
+        path?: string;
+      };
+    };
 
 /** Size of the listing writes. */
 const FLUSH_BYTES = 1 << 20;
@@ -55,6 +69,7 @@ const FLUSH_BYTES = 1 << 20;
 const PROGRESS_FILES = 1000;
 const PROGRESS_MS = 200;
 
+// eslint-disable-next-line no-control-regex -- the range starts at NUL on purpose: any byte above 0x7f
 const NON_ASCII = /[^\x00-\x7f]/;
 
 /** The UTF-8 name of a directory entry read as Latin-1 (`raw`: one char per byte). */
@@ -105,7 +120,7 @@ export function walkTree(input: ScanThreadInput, onProgress: (p: ScanProgress) =
   const out = Buffer.allocUnsafe(FLUSH_BYTES);
   let used = 0;
   const writeAll = (bytes: Buffer) => {
-    for (let off = 0; off < bytes.length; ) off += fs.writeSync(fd, bytes, off, bytes.length - off);
+    for (let off = 0; off < bytes.length;) off += fs.writeSync(fd, bytes, off, bytes.length - off);
   };
   const flush = () => {
     writeAll(out.subarray(0, used));
@@ -158,19 +173,26 @@ export function walkTree(input: ScanThreadInput, onProgress: (p: ScanProgress) =
     }
     names.sort(); // code-unit order of Latin-1 strings = byte order of the raw names
     ancestors.add(real);
-    stack.push({ real, prefix: real.endsWith(path.sep) ? real : real + path.sep, rel, src: srcOf(real), names, next: 0 });
+    stack.push({
+      real,
+      prefix: real.endsWith(path.sep) ? real : real + path.sep,
+      rel,
+      src: srcOf(real),
+      names,
+      next: 0,
+    });
   };
 
   enter('', realRoot, '');
   while (stack.length > 0) {
-    const dir = stack[stack.length - 1];
+    const dir = stack[stack.length - 1]!;
     if (dir.next === dir.names.length) {
       emit('["E"]\n');
       ancestors.delete(dir.real);
       stack.pop();
       continue;
     }
-    const name = decodeName(dir.names[dir.next++], dir.rel);
+    const name = decodeName(dir.names[dir.next++]!, dir.rel);
     const rel = dir.rel ? `${dir.rel}/${name}` : name;
     let real = dir.prefix + name;
     let linked = false;
@@ -235,13 +257,23 @@ export function walkTree(input: ScanThreadInput, onProgress: (p: ScanProgress) =
 const port = parentPort;
 if (port) {
   try {
-    const counts = walkTree(workerData as ScanThreadInput, (progress) => port.postMessage({ type: 'progress', progress } satisfies ScanThreadMessage));
+    const counts = walkTree(workerData as ScanThreadInput, (progress) =>
+      port.postMessage({ type: 'progress', progress } satisfies ScanThreadMessage),
+    );
     port.postMessage({ type: 'done', counts } satisfies ScanThreadMessage);
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
     port.postMessage({
       type: 'error',
-      error: { name: e.name, message: e.message, stack: e.stack, code: e.code, errno: e.errno, syscall: e.syscall, path: e.path },
+      error: {
+        name: e.name,
+        message: e.message,
+        stack: e.stack,
+        code: e.code,
+        errno: e.errno,
+        syscall: e.syscall,
+        path: e.path,
+      },
     } satisfies ScanThreadMessage);
   }
 }

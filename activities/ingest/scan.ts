@@ -19,31 +19,44 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import {
-  EmptyDatasetError, NotADirectoryError, reviveError, showPath, SourceNotFoundError, SymlinkLoopError,
+  EmptyDatasetError,
+  NotADirectoryError,
+  reviveError,
+  showPath,
+  SourceNotFoundError,
+  SymlinkLoopError,
   UnreadableFileError,
 } from '../errors.js';
 import { workerExecArgv } from '../pack/shard-hasher.js';
-import type { ScanCounts, ScanThreadInput, ScanThreadMessage } from './scan-thread.js';
+import type { ScanCounts, ScanProgress, ScanThreadInput, ScanThreadMessage } from './scan-thread.js';
 
 export interface ScanResult extends ScanCounts {
   listingPath: string;
 }
 
-export type ListingLine = ['D', string] | ['F', string, number, number, string] | ['E'];
+/**
+ * A remote source's file line (remote-scan.ts) has the object's ref (key or URL) as its src, its
+ * listed ETag after it, and size -1 when the source could not state it before the transfer.
+ */
+export type ListingLine = ['D', string] | ['F', string, number, number, string, string?] | ['E'];
 
-export interface ScanProgress {
-  files: number;
-  bytes: number;
-}
+export type { ScanProgress };
 
 /**
  * Run the walk (scan-thread.ts) in a worker thread. Settles only once the thread has exited, so
  * that the caller may then close the descriptor the thread wrote to; an abort terminates it.
  */
-function walkInThread(input: ScanThreadInput, onProgress: (p: ScanProgress) => void, signal?: AbortSignal): Promise<ScanCounts> {
+function walkInThread(
+  input: ScanThreadInput,
+  onProgress: (p: ScanProgress) => void,
+  signal?: AbortSignal,
+): Promise<ScanCounts> {
   return new Promise((resolve, reject) => {
     if (signal?.aborted) return reject(signal.reason);
-    const worker = new Worker(new URL('./scan-thread.js', import.meta.url), { workerData: input, execArgv: workerExecArgv() });
+    const worker = new Worker(new URL('./scan-thread.js', import.meta.url), {
+      workerData: input,
+      execArgv: workerExecArgv(),
+    });
     let counts: ScanCounts | undefined;
     let failure: unknown;
     let aborted = false;
@@ -103,8 +116,10 @@ export async function scanLocal(
     st = await fsp.stat(root);
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
-    if (e.code === 'ENOENT' || e.code === 'ENOTDIR') throw new SourceNotFoundError(`source does not exist: ${showPath(root)}`, { cause: e });
-    if (e.code === 'EACCES' || e.code === 'EPERM') throw new UnreadableFileError(`cannot read ${showPath(root)}: permission denied`, { cause: e });
+    if (e.code === 'ENOENT' || e.code === 'ENOTDIR')
+      throw new SourceNotFoundError(`source does not exist: ${showPath(root)}`, { cause: e });
+    if (e.code === 'EACCES' || e.code === 'EPERM')
+      throw new UnreadableFileError(`cannot read ${showPath(root)}: permission denied`, { cause: e });
     if (e.code === 'ELOOP') throw new SymlinkLoopError(`symlink loop at ${showPath(root)}`, { cause: e });
     throw e;
   }

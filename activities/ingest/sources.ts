@@ -28,6 +28,14 @@ export interface OpenedEntry {
   mtimeMs?: number;
   /** Hex MD5 of the body when the source states one (an S3 single-part, unencrypted ETag). */
   md5?: string;
+  /** With a range asked for: bytes at the body's start to drop (the server sent the whole file). */
+  skip?: number;
+}
+
+/** Part of a file: `length` bytes from `offset`. */
+export interface ByteRange {
+  offset: number;
+  length: number;
 }
 
 export interface Source {
@@ -35,7 +43,8 @@ export interface Source {
   readonly uri: string;
   /** Every file, in byte order of `path` (mirrorSource relies on it to find path conflicts). */
   list(signal?: AbortSignal): AsyncIterable<SourceEntry>;
-  open(entry: SourceEntry, signal?: AbortSignal): Promise<OpenedEntry>;
+  /** The entry's bytes (only `range` of them when given; `size` is then the whole file's, when known). */
+  open(entry: SourceEntry, signal?: AbortSignal, range?: ByteRange): Promise<OpenedEntry>;
   close(): void;
 }
 
@@ -76,7 +85,8 @@ export class PathOrder {
   add(e: Pick<SourceEntry, 'path' | 'ref'>): void {
     if (this.prev) {
       const c = compareUtf8(e.path, this.prev.path);
-      if (c === 0) throw new PathConflictError(`two entries for one path ${showPath(e.path)}: ${this.prev.ref} and ${e.ref}`);
+      if (c === 0)
+        throw new PathConflictError(`two entries for one path ${showPath(e.path)}: ${this.prev.ref} and ${e.ref}`);
       if (c < 0) {
         throw new UnsupportedSourceError(
           `source lists ${showPath(e.path)} after ${showPath(this.prev.path)}, out of key order, so path conflicts cannot be checked (S3 directory buckets are not supported)`,
@@ -87,7 +97,9 @@ export class PathOrder {
     while (this.chain.length > 0 && !e.path.startsWith(this.chain[this.chain.length - 1]!.path)) this.chain.pop();
     const file = this.chain[this.chain.length - 1];
     if (file && e.path.startsWith(`${file.path}/`)) {
-      throw new PathConflictError(`${showPath(file.path)} is a file (${file.ref}) and also a directory holding ${showPath(e.path)} (${e.ref})`);
+      throw new PathConflictError(
+        `${showPath(file.path)} is a file (${file.ref}) and also a directory holding ${showPath(e.path)} (${e.ref})`,
+      );
     }
     this.chain.push(e);
   }

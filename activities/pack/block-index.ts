@@ -9,6 +9,7 @@
  */
 import fs from 'node:fs';
 import { CID } from 'multiformats/cid';
+import { showPath, StagingMissingError } from '../errors.js';
 
 const FLUSH_BYTES = 1 << 20;
 
@@ -56,18 +57,30 @@ export class BlockIndexWriter {
   }
 }
 
-/** The index of one shard as [offset, length, cid] triples, in CAR order. */
+/**
+ * The index of one shard as [offset, length, cid] triples, in CAR order. A damaged file (a record
+ * cut short, a CID that does not decode, an offset that is no byte position) is a
+ * StagingMissingError: the staging cannot be trusted, like a staged file that is gone.
+ */
 export function readBlockIndex(file: string): [number, number, string][] {
   const data = fs.readFileSync(file);
   const out: [number, number, string][] = [];
   let at = 0;
+  const damaged = (why: string, cause?: unknown) =>
+    new StagingMissingError(`block index ${showPath(file)} is damaged at byte ${at}: ${why}`, { cause });
   while (at < data.length) {
     const n = data[at]!;
-    const cid = CID.decode(data.subarray(at + 1, at + 1 + n)).toString();
-    at += 1 + n;
-    const offset = data.readDoubleLE(at);
-    const length = data.readUInt32LE(at + 8);
-    at += 12;
+    if (n === 0 || at + 1 + n + 12 > data.length) throw damaged(`a record of ${1 + n + 12} bytes is cut short`);
+    let cid: string;
+    try {
+      cid = CID.decode(data.subarray(at + 1, at + 1 + n)).toString();
+    } catch (err) {
+      throw damaged('its CID does not decode', err);
+    }
+    const offset = data.readDoubleLE(at + 1 + n);
+    const length = data.readUInt32LE(at + 1 + n + 8);
+    if (!Number.isSafeInteger(offset) || offset < 0) throw damaged(`offset ${offset} is not a byte position`);
+    at += 1 + n + 12;
     out.push([offset, length, cid]);
   }
   return out;

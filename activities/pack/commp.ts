@@ -133,7 +133,7 @@ const ZERO_COMMS = (() => {
     pair.set(prev, 0);
     pair.set(prev, NODE_SIZE);
     pureLevel(pair, z.subarray(l * NODE_SIZE, (l + 1) * NODE_SIZE));
-    z[(l + 1) * NODE_SIZE - 1] &= 0x3f;
+    z[(l + 1) * NODE_SIZE - 1]! &= 0x3f;
   }
   return z;
 })();
@@ -207,14 +207,14 @@ function padQuadsBytes(src: Uint8Array, dst: Uint8Array, quads: number): void {
   for (let n = 0; n < quads; n++) {
     const r = n * IN_BYTES_PER_QUAD;
     const w = n * OUT_BYTES_PER_QUAD;
-    for (let i = 0; i < 32; i++) dst[w + i] = src[r + i];
-    dst[w + 31] &= 0x3f;
-    for (let i = 32; i < 64; i++) dst[w + i] = ((src[r + i] << 2) | (src[r + i - 1] >> 6)) & 0xff;
-    dst[w + 63] &= 0x3f;
-    for (let i = 64; i < 96; i++) dst[w + i] = ((src[r + i] << 4) | (src[r + i - 1] >> 4)) & 0xff;
-    dst[w + 95] &= 0x3f;
-    for (let i = 96; i < 127; i++) dst[w + i] = ((src[r + i] << 6) | (src[r + i - 1] >> 2)) & 0xff;
-    dst[w + 127] = src[r + 126] >> 2;
+    for (let i = 0; i < 32; i++) dst[w + i] = src[r + i]!;
+    dst[w + 31]! &= 0x3f;
+    for (let i = 32; i < 64; i++) dst[w + i] = ((src[r + i]! << 2) | (src[r + i - 1]! >> 6)) & 0xff;
+    dst[w + 63]! &= 0x3f;
+    for (let i = 64; i < 96; i++) dst[w + i] = ((src[r + i]! << 4) | (src[r + i - 1]! >> 4)) & 0xff;
+    dst[w + 95]! &= 0x3f;
+    for (let i = 96; i < 127; i++) dst[w + i] = ((src[r + i]! << 6) | (src[r + i - 1]! >> 2)) & 0xff;
+    dst[w + 127] = src[r + 126]! >> 2;
   }
 }
 
@@ -276,7 +276,11 @@ export class CommPHasher {
           new Uint8Array(this.wasm.memory.buffer, WASM_PADDED, BATCH_QUADS * OUT_BYTES_PER_QUAD),
           new Uint8Array(this.wasm.memory.buffer, WASM_SCRATCH, (BATCH_QUADS * OUT_BYTES_PER_QUAD) / 2),
         ]
-      : [new Uint8Array(BATCH_BYTES), new Uint8Array(BATCH_QUADS * OUT_BYTES_PER_QUAD), new Uint8Array((BATCH_QUADS * OUT_BYTES_PER_QUAD) / 2)];
+      : [
+          new Uint8Array(BATCH_BYTES),
+          new Uint8Array(BATCH_QUADS * OUT_BYTES_PER_QUAD),
+          new Uint8Array((BATCH_QUADS * OUT_BYTES_PER_QUAD) / 2),
+        ];
     this.raw = raw;
     this.raw32 = new Int32Array(raw.buffer, raw.byteOffset, raw.length >>> 2);
     this.padded = padded;
@@ -306,7 +310,7 @@ export class CommPHasher {
       const take = Math.min(cap - this.rawLen, len - off);
       if (take <= 16) {
         let p = this.rawLen;
-        for (let i = 0; i < take; i++) raw[p++] = bytes[off + i];
+        for (let i = 0; i < take; i++) raw[p++] = bytes[off + i]!;
       } else {
         raw.set(bytes.subarray(off, off + take), this.rawLen);
       }
@@ -359,7 +363,7 @@ export class CommPHasher {
         this.pair.set(zeroComm(level), NODE_SIZE);
       }
       this.hashLevel(this.pair, cur);
-      cur[NODE_SIZE - 1] &= 0x3f;
+      cur[NODE_SIZE - 1]! &= 0x3f;
       level++;
     }
     if (level !== expectedHeight) {
@@ -404,7 +408,7 @@ export class CommPHasher {
       }
       const half = n >>> 1;
       this.hashLevel(src.subarray(0, n * NODE_SIZE), dst.subarray(0, half * NODE_SIZE));
-      for (let i = 7, end = half << 3; i < end; i += 8) dst32[i] &= 0x3fffffff;
+      for (let i = 7, end = half << 3; i < end; i += 8) dst32[i]! &= 0x3fffffff;
       n = half;
       level++;
       const t = src;
@@ -441,7 +445,7 @@ export class CommPHasher {
       this.pair.set(this.stack.subarray(level * NODE_SIZE, (level + 1) * NODE_SIZE), 0);
       this.pair.set(cur, NODE_SIZE);
       this.hashLevel(this.pair, cur);
-      cur[NODE_SIZE - 1] &= 0x3f;
+      cur[NODE_SIZE - 1]! &= 0x3f;
       this.has[level] = 0;
       level++;
     }

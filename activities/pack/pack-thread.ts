@@ -5,4 +5,6 @@ import { runPack, type PackOptions } from './packer.js';
 const port = parentPort!;
 runPack(workerData as PackOptions, (p) => port.postMessage({ type: 'progress', progress: p }))
   .then((result) => port.postMessage({ type: 'done', result }))
-  .catch((err: Error) => port.postMessage({ type: 'error', error: { name: err.name, message: err.message, stack: err.stack } }));
+  .catch((err: Error) =>
+    port.postMessage({ type: 'error', error: { name: err.name, message: err.message, stack: err.stack } }),
+  );

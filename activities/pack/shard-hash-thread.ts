@@ -14,15 +14,46 @@ import { ALIGN, directWriteFlags } from '../direct-io.js';
 import { carCidFromSha256 } from './cids.js';
 import { CommPHasher } from './commp.js';
 import {
-  BATCHES_PER_SLOT, EXITED, FD, FLAG_END, FLAG_ROOTS, FLAGS, HEAD, INDEX, LEN, partialPath, REPORTS, shardFileName, SLOT_BYTES, SLOT_COUNT,
-  slotWord, STOP, STOPPED, TAIL, twinFileName,
-  type HashReport, type HashThreadData, type ShardDigest,
+  BATCHES_PER_SLOT,
+  EXITED,
+  FD,
+  FLAG_END,
+  FLAG_ROOTS,
+  FLAGS,
+  HEAD,
+  INDEX,
+  LEN,
+  partialPath,
+  REPORTS,
+  shardFileName,
+  SLOT_BYTES,
+  SLOT_COUNT,
+  slotWord,
+  STOP,
+  STOPPED,
+  TAIL,
+  twinFileName,
+  type HashReport,
+  type HashThreadData,
+  type ShardDigest,
 } from './shard-hasher.js';
 
-const { ring, ringOffset, direct, twins, roots: rootsBuffer, ctrl: ctrlBuffer, dir, port } = workerData as HashThreadData;
+const {
+  ring,
+  ringOffset,
+  direct,
+  twins,
+  roots: rootsBuffer,
+  ctrl: ctrlBuffer,
+  dir,
+  port,
+} = workerData as HashThreadData;
 const roots = new Uint8Array(rootsBuffer);
 const ctrl = new Int32Array(ctrlBuffer);
-const slots = Array.from({ length: SLOT_COUNT }, (_, i) => new Uint8Array(ring, ringOffset + i * SLOT_BYTES, SLOT_BYTES));
+const slots = Array.from(
+  { length: SLOT_COUNT },
+  (_, i) => new Uint8Array(ring, ringOffset + i * SLOT_BYTES, SLOT_BYTES),
+);
 
 // Atomics.waitAsync does not keep a thread alive: this does, until the packer terminates us.
 const keepAlive = setInterval(() => {}, 1 << 30);
@@ -32,9 +63,15 @@ process.on('exit', () => {
   Atomics.notify(ctrl, REPORTS);
 });
 /** Atomics.waitAsync (ES2024; Node ≥ 16). */
-const waitAsync = (Atomics as unknown as {
-  waitAsync(a: Int32Array, i: number, v: number): { async: false; value: string } | { async: true; value: Promise<string> };
-}).waitAsync;
+const waitAsync = (
+  Atomics as unknown as {
+    waitAsync(
+      a: Int32Array,
+      i: number,
+      v: number,
+    ): { async: false; value: string } | { async: true; value: Promise<string> };
+  }
+).waitAsync;
 
 const post = (r: HashReport) => {
   port.postMessage(r);
@@ -72,11 +109,15 @@ const fail = (err: unknown) => {
   if (failed) return;
   failed = true;
   const e = err instanceof Error ? err : new Error(String(err));
-  post({ type: 'error', error: { name: e.name, message: e.message, stack: e.stack, code: (e as NodeJS.ErrnoException).code } });
+  post({
+    type: 'error',
+    error: { name: e.name, message: e.message, stack: e.stack, code: (e as NodeJS.ErrnoException).code },
+  });
 };
 
 const flushReports = () => {
-  while (finishing.length > 0 && finishing[0]!.synced && !failed) post({ type: 'shard', digest: finishing.shift()!.digest! });
+  while (finishing.length > 0 && finishing[0]!.synced && !failed)
+    post({ type: 'shard', digest: finishing.shift()!.digest! });
 };
 
 /** Hands back to the packer every slot, in order, that is hashed and has no write in flight. */
@@ -90,7 +131,14 @@ function release(): void {
 }
 
 /** Writes `length` bytes of `view` at `position`, however many calls it takes; `done` once. */
-function writeAll(fd: number, view: Uint8Array, offset: number, length: number, position: number, done: (err: Error | null) => void): void {
+function writeAll(
+  fd: number,
+  view: Uint8Array,
+  offset: number,
+  length: number,
+  position: number,
+  done: (err: Error | null) => void,
+): void {
   fs.write(fd, view, offset, length, position, (err, n) => {
     if (err) return done(err);
     if (n === length) return done(null);
@@ -112,7 +160,8 @@ function writeSlot(shard: Shard, s: number, len: number): void {
     for (let t = 0; t < shard.fds.length; t++) {
       const fd = fs.openSync(partialPath(dir, shard.index, t), 'r+');
       try {
-        for (let off = 0; off < rest.length; ) off += fs.writeSync(fd, rest, off, rest.length - off, position + whole + off);
+        for (let off = 0; off < rest.length;)
+          off += fs.writeSync(fd, rest, off, rest.length - off, position + whole + off);
       } finally {
         fs.closeSync(fd);
       }
@@ -120,11 +169,11 @@ function writeSlot(shard: Shard, s: number, len: number): void {
   }
   if (whole === 0) return;
   for (const fd of shard.fds) {
-    slotWrites[s]++;
+    slotWrites[s]!++;
     shard.writing++;
     writes++;
     writeAll(fd, view, 0, whole, position, (err) => {
-      slotWrites[s]--;
+      slotWrites[s]!--;
       shard.writing--;
       writes--;
       if (err) fail(err);
@@ -140,11 +189,13 @@ function writeSlot(shard: Shard, s: number, len: number): void {
 function finishShard(shard: Shard): void {
   if (!shard.digest || shard.writing > 0 || shard.finishing) return;
   shard.finishing = true;
-  const synced = (fd: number) => new Promise<void>((resolve, reject) => fs.fsync(fd, (err) => (err ? reject(err) : resolve())));
-  const renamed = (t: number) => new Promise<void>((resolve, reject) => {
-    const to = path.join(dir, t ? twinFileName(shard.index, t) : shardFileName(shard.index));
-    fs.rename(partialPath(dir, shard.index, t), to, (err) => (err ? reject(err) : resolve()));
-  });
+  const synced = (fd: number) =>
+    new Promise<void>((resolve, reject) => fs.fsync(fd, (err) => (err ? reject(err) : resolve())));
+  const renamed = (t: number) =>
+    new Promise<void>((resolve, reject) => {
+      const to = path.join(dir, t ? twinFileName(shard.index, t) : shardFileName(shard.index));
+      fs.rename(partialPath(dir, shard.index, t), to, (err) => (err ? reject(err) : resolve()));
+    });
   // The packing thread opened the shard file and closes it once it has the report; the twins are ours.
   Promise.all(shard.fds.map(synced))
     .then(() => {
@@ -168,7 +219,7 @@ function closeTwins(shard: Shard): void {
 
 function openShard(index: number, fd: number): Shard {
   const fds = [fd];
-  const flags = directWriteFlags()!;
+  const flags = direct ? directWriteFlags()! : fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_TRUNC;
   for (let t = 1; t <= twins; t++) fds.push(fs.openSync(partialPath(dir, index, t), flags, 0o644));
   return { index, fds, offset: 0, writing: 0, finishing: false, synced: false };
 }
@@ -206,13 +257,15 @@ async function run(): Promise<void> {
     const index = Atomics.load(ctrl, slotWord(s, INDEX));
     if (!shard || shard.index !== index) shard = openShard(index, Atomics.load(ctrl, slotWord(s, FD)));
     if (len > 0) {
-      if (len !== SLOT_BYTES && !(flags & FLAG_END)) throw new Error(`slot of ${len} bytes in the middle of shard ${index}`);
+      if (len !== SLOT_BYTES && !(flags & FLAG_END))
+        throw new Error(`slot of ${len} bytes in the middle of shard ${index}`);
       writeSlot(shard, s, len);
       const view = slots[s]!.subarray(0, len);
       sha.update(view);
       if (flags & FLAG_ROOTS) {
         // A full slot is whole batches of this shard's CAR stream (see SLOT_BYTES).
-        for (let b = s * BATCHES_PER_SLOT; b < (s + 1) * BATCHES_PER_SLOT; b++) commp.pushBatchRoot(roots.subarray(b * 32, b * 32 + 32));
+        for (let b = s * BATCHES_PER_SLOT; b < (s + 1) * BATCHES_PER_SLOT; b++)
+          commp.pushBatchRoot(roots.subarray(b * 32, b * 32 + 32));
       } else {
         commp.update(view);
       }
@@ -220,7 +273,13 @@ async function run(): Promise<void> {
     }
     if (flags & FLAG_END) {
       const piece = commp.digest();
-      shard.digest = { index, carCid: carCidFromSha256(sha.digest()), pieceCid: piece.pieceCid, paddedPieceBytes: piece.paddedPieceBytes, carBytes };
+      shard.digest = {
+        index,
+        carCid: carCidFromSha256(sha.digest()),
+        pieceCid: piece.pieceCid,
+        paddedPieceBytes: piece.paddedPieceBytes,
+        carBytes,
+      };
       finishing.push(shard);
       finishShard(shard);
       shard = undefined;

@@ -26,8 +26,8 @@
  * Twins: with `twins: k`, each shard is also written to k more files (`shard-<i>.car.twin<j>`)
  * from the same ring memory, as it is hashed. They are whole, independent copies of the staged
  * shard, made while the CPU-bound pack goes on, for copies to providers on this machine that can
- * take a file in by linking it (see `twinFileName` and the put activity). Only with direct I/O:
- * through the page cache they would cost more than they save.
+ * take a file in by linking it (see `twinFileName` and the put activity). They are written the
+ * way the shard is (direct or through the page cache), and fsynced with it before it is reported.
  *
  * Control words (Int32Array over a second SharedArrayBuffer):
  *   HEAD     slots published by the packer       TAIL     slots released by the hash thread
@@ -56,9 +56,12 @@ export const HELP_WHEN_QUEUED = 3;
 export interface ShardHasherOptions {
   /** Queue length from which the packing thread hashes CommP batches itself (tests: 0 = always). */
   helpWhenQueued?: number;
-  /** Direct I/O for the shard files: undefined = where the staging filesystem takes it. */
+  /**
+   * Direct I/O for the shard files (true: required; false: through the page cache; undefined:
+   * where the staging filesystem takes it). The pack decides by measuring (write-strategy.ts).
+   */
   direct?: boolean;
-  /** Extra copies of each shard written while it is hashed (direct I/O only; see above). */
+  /** Extra copies of each shard written while it is hashed (see above). */
   twins?: number;
 }
 
@@ -166,14 +169,21 @@ export class ShardHasher {
     const offset = opts.direct === false ? undefined : probeDirect(dir, whole);
     if (opts.direct && offset === undefined) throw new ShardHashError(`direct I/O is not available in ${dir}`);
     this.direct = offset !== undefined;
-    this.twins = this.direct ? Math.max(0, Math.floor(opts.twins ?? 0)) : 0;
+    this.twins = Math.max(0, Math.floor(opts.twins ?? 0));
     const ringOffset = offset ?? 0;
-    for (let i = 0; i < SLOT_COUNT; i++) this.slots.push(new Uint8Array(this.ring, ringOffset + i * SLOT_BYTES, SLOT_BYTES));
+    for (let i = 0; i < SLOT_COUNT; i++)
+      this.slots.push(new Uint8Array(this.ring, ringOffset + i * SLOT_BYTES, SLOT_BYTES));
     const { port1, port2 } = new MessageChannel();
     this.port = port1;
     const data: HashThreadData = {
-      ring: this.ring, ringOffset, direct: this.direct, twins: this.twins,
-      roots: this.roots.buffer as SharedArrayBuffer, ctrl: this.ctrl.buffer as SharedArrayBuffer, dir, port: port2,
+      ring: this.ring,
+      ringOffset,
+      direct: this.direct,
+      twins: this.twins,
+      roots: this.roots.buffer as SharedArrayBuffer,
+      ctrl: this.ctrl.buffer as SharedArrayBuffer,
+      dir,
+      port: port2,
     };
     this.worker = new Worker(new URL('./shard-hash-thread.js', import.meta.url), {
       workerData: data,
@@ -199,7 +209,8 @@ export class ShardHasher {
         else resolve();
       };
       const onMessage = (m: unknown) => m === 'ready' && done();
-      const onExit = (code: number) => done(new ShardHashError(`the shard hash thread exited with code ${code} before starting`));
+      const onExit = (code: number) =>
+        done(new ShardHashError(`the shard hash thread exited with code ${code} before starting`));
       this.worker.on('message', onMessage).on('error', done).on('exit', onExit);
     });
   }

@@ -17,7 +17,14 @@ import type { CID } from 'multiformats/cid';
 import { directWriteFlags } from '../direct-io.js';
 import { PieceSizeExceededError } from '../errors.js';
 import { BlockIndexWriter, blockIndexName } from './block-index.js';
-import { partialPath, ShardHasher, shardFileName, SLOT_BYTES, type ShardDigest, type ShardHasherOptions } from './shard-hasher.js';
+import {
+  partialPath,
+  ShardHasher,
+  shardFileName,
+  SLOT_BYTES,
+  type ShardDigest,
+  type ShardHasherOptions,
+} from './shard-hasher.js';
 
 export interface ShardInfo {
   index: number;
@@ -78,6 +85,8 @@ export class ShardWriter<M = undefined> {
   /** Header length and data length of the leaf between `beginLeaf` and `endLeaf`. */
   private leafHead = 0;
   private leafLength = -1;
+  /** Called before shard `index` is opened (the staging window waits here; see staging-window.ts). */
+  beforeOpen: ((index: number) => void) | undefined;
 
   constructor(
     private readonly dir: string,
@@ -159,7 +168,8 @@ export class ShardWriter<M = undefined> {
   /** Completes the leaf begun with `beginLeaf`; `rest` holds its bytes that did not fit. Returns the shard index. */
   endLeaf(cid: CID, rest: Uint8Array): number {
     const cidBytes = cid.bytes;
-    if (cidBytes.length !== RAW_CID_BYTES || this.leafLength < 0) throw new Error('ShardWriter.endLeaf: no raw leaf begun');
+    if (cidBytes.length !== RAW_CID_BYTES || this.leafLength < 0)
+      throw new Error('ShardWriter.endLeaf: no raw leaf begun');
     const slot = this.slot!;
     const n = RAW_CID_BYTES + this.leafLength;
     varint.encode(n, slot, this.slotLen);
@@ -177,6 +187,7 @@ export class ShardWriter<M = undefined> {
 
   private start(root: CID): void {
     if (!this.hasher) throw new Error('ShardWriter: await ready() before writing');
+    this.beforeOpen?.(this.nextIndex);
     const direct = this.hasher.direct ? directWriteFlags() : undefined;
     this.fd = fs.openSync(partialPath(this.dir, this.nextIndex), direct ?? 'w', 0o644);
     this.index = new BlockIndexWriter(path.join(this.dir, blockIndexName(shardFileName(this.nextIndex))));
@@ -219,7 +230,9 @@ export class ShardWriter<M = undefined> {
     for (const d of digests) {
       const s = this.sealed.shift()!;
       if (!s || s.index !== d.index || s.carBytes !== d.carBytes) {
-        throw new Error(`shard hasher out of step: expected shard ${s?.index}/${s?.carBytes}, got ${d.index}/${d.carBytes}`);
+        throw new Error(
+          `shard hasher out of step: expected shard ${s?.index}/${s?.carBytes}, got ${d.index}/${d.carBytes}`,
+        );
       }
       fs.closeSync(s.fd);
       const info: ShardInfo = {
@@ -252,6 +265,13 @@ export class ShardWriter<M = undefined> {
     this.nextIndex++;
     // Each unreported shard holds a descriptor and a memo: bound them (tiny shards, slow fsync).
     if (this.sealed.length > MAX_UNREPORTED) this.report(this.hasher!.drain(MAX_UNREPORTED));
+  }
+
+  /** Waits until shard `index` and every shard before it are reported through `onShard`. */
+  reportThrough(index: number): void {
+    if (!this.hasher) return;
+    const later = this.sealed.filter((s) => s.index > index).length;
+    if (this.sealed.length > later) this.report(this.hasher.drain(later));
   }
 
   /** Close the open shard and wait until every shard is reported. */

@@ -14,7 +14,13 @@ export { DirectIoUnsupported };
 const CHUNK = 8 << 20;
 
 /** Copy the first `length` bytes (block-aligned) from `input` to `out`, reading the next chunk while writing this one. */
-async function copyBlocks(input: fsp.FileHandle, out: fsp.FileHandle, length: number, src: string, signal?: AbortSignal): Promise<void> {
+async function copyBlocks(
+  input: fsp.FileHandle,
+  out: fsp.FileHandle,
+  length: number,
+  src: string,
+  signal?: AbortSignal,
+): Promise<void> {
   if (length <= 0) return;
   const bufs = [Buffer.allocUnsafeSlow(CHUNK + ALIGN), Buffer.allocUnsafeSlow(CHUNK + ALIGN)];
   const starts = [alignedOffset(out.fd, bufs[0]!), alignedOffset(out.fd, bufs[1]!)];
@@ -58,7 +64,8 @@ export async function copyFileDirect(src: string, dst: string, signal?: AbortSig
     out = await fsp.open(dst, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | O_DIRECT, 0o644);
   } catch (err) {
     await input.close();
-    if ((err as NodeJS.ErrnoException).code === 'EINVAL') throw new DirectIoUnsupported('the filesystem refuses O_DIRECT');
+    if ((err as NodeJS.ErrnoException).code === 'EINVAL')
+      throw new DirectIoUnsupported('the filesystem refuses O_DIRECT');
     throw err;
   }
   let ok = false;

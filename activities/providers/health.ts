@@ -29,7 +29,11 @@ export class HealthMemory {
     const run = this.queue.then(async () => {
       const all = await this.read();
       const prev = all[providerId];
-      all[providerId] = { lastFailureAt: new Date().toISOString(), failures: (prev?.failures ?? 0) + 1, lastError: error.slice(0, 500) };
+      all[providerId] = {
+        lastFailureAt: new Date().toISOString(),
+        failures: (prev?.failures ?? 0) + 1,
+        lastError: error.slice(0, 500),
+      };
       await fsp.mkdir(path.dirname(this.file), { recursive: true });
       const tmp = `${this.file}.${process.pid}.tmp`;
       await fsp.writeFile(tmp, JSON.stringify(all, null, 2));

@@ -18,18 +18,16 @@
 import crypto from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { KuboProviderConfig } from '../../config/schema.js';
-import {
-  ConfigError, IntegrityError, isNetworkError, PieceNotFoundError, ProviderAuthError, ProviderUnavailableError,
-  ProvenantError, StoreError,
-} from '../errors.js';
-import { carCidFromSha256 } from '../pack/cids.js';
-import type { CallOptions, PieceRef, Placement, ReplicaStatus, StorageProvider } from './provider.js';
+import { isNetworkError, PieceNotFoundError, ProviderUnavailableError, ProvenantError, StoreError } from '../errors.js';
+import { requireEnv } from './kit/env.js';
+import { httpStatusError, providerFailure, type ProviderOp as Op } from './kit/http-status.js';
+import { verifiedStream } from './kit/verified-stream.js';
+import type { CallOptions, PieceRef, Placement, ReplicaStatus, StorageProvider, RangeOptions } from './provider.js';
 
 const SAFE_CID = /^[a-z0-9]+$/;
 /** UnixFS chunk size for the stored CAR file. */
 const CHUNK_BYTES = 1024 * 1024;
 
-type Op = 'put' | 'read' | 'status' | 'locate' | 'delete';
 type Params = Record<string, string | number | boolean | undefined>;
 
 interface IndexEntry extends PieceRef {
@@ -59,19 +57,16 @@ export class KuboProvider implements StorageProvider {
     this.id = cfg.id;
     this.api = `${cfg.apiUrl.replace(/\/+$/, '')}/api/v0`;
     this.dir = cfg.mfsDir;
-    if (cfg.authorizationEnv) {
-      const value = env[cfg.authorizationEnv];
-      if (!value) {
-        throw new ConfigError(`provider '${cfg.id}': environment variable ${cfg.authorizationEnv} is not set`, [
-          { path: `providers.${cfg.id}.authorizationEnv`, message: `environment variable ${cfg.authorizationEnv} is not set` },
-        ]);
-      }
-      this.headers.authorization = value;
-    }
+    if (cfg.authorizationEnv)
+      this.headers.authorization = requireEnv(cfg.authorizationEnv, {
+        path: `providers.${cfg.id}.authorizationEnv`,
+        env,
+      });
   }
 
   private indexPath(pieceCid: string): string {
-    if (!SAFE_CID.test(pieceCid)) throw new PieceNotFoundError(`not a piece CID [provider=${this.id}, piece=${pieceCid}]`);
+    if (!SAFE_CID.test(pieceCid))
+      throw new PieceNotFoundError(`not a piece CID [provider=${this.id}, piece=${pieceCid}]`);
     return `${this.dir}/pieces/${pieceCid}.json`;
   }
 
@@ -81,44 +76,55 @@ export class KuboProvider implements StorageProvider {
 
   async put(piece: PieceRef, open: () => Readable, o: CallOptions = {}): Promise<Placement> {
     const existing = await this.readIndex(piece.pieceCid, o, 'put');
-    if (existing && existing.carCid === piece.carCid && existing.bytes === piece.bytes && (await this.pinned(existing.fileCid, o, 'put'))) {
+    if (
+      existing &&
+      existing.carCid === piece.carCid &&
+      existing.bytes === piece.bytes &&
+      (await this.pinned(existing.fileCid, o, 'put'))
+    ) {
       await this.pointRoot(piece, o);
       return { providerId: this.id, pieceCid: piece.pieceCid, existed: true, storedAt: existing.storedAt };
     }
 
-    // 1. The exact CAR bytes as a pinned UnixFS file, hashed as they go out.
-    const hash = crypto.createHash('sha256');
-    let bytes = 0;
-    const counted = (async function* () {
-      for await (const chunk of open() as AsyncIterable<Buffer>) {
-        hash.update(chunk);
-        bytes += chunk.length;
-        yield chunk;
-      }
-    })();
-    const added = await this.call(
-      'add',
-      {
-        pin: true, 'pin-name': `provenant:${piece.pieceCid}`, 'raw-leaves': true, 'cid-version': 1,
-        chunker: `size-${CHUNK_BYTES}`, quieter: true, progress: false,
-      },
-      o, 'put', multipart(`${piece.pieceCid}.car`, counted),
-    );
-    const fileCid = lastJson<{ Hash?: string }>(await added.text())?.Hash;
-    if (!fileCid) throw new StoreError(`add returned no CID ${this.where(piece.pieceCid)}`);
-    const got = carCidFromSha256(hash.digest());
-    if (got !== piece.carCid || bytes !== piece.bytes) {
-      await this.call('pin/rm', { arg: fileCid }, o, 'put').catch(() => {});
-      throw new IntegrityError(`bytes sent do not match the shard ${this.where(piece.pieceCid)}: expected ${piece.carCid}/${piece.bytes}, got ${got}/${bytes}`);
+    // 1. The exact CAR bytes as a pinned UnixFS file, checked as they go out. A mismatch fails the
+    // request body before its end, so Kubo never finishes the add (and never pins the file).
+    const checked = verifiedStream(open(), piece, { provider: this.id, piece: piece.pieceCid, what: 'bytes sent' });
+    let added: Response;
+    try {
+      const params = {
+        pin: true,
+        'pin-name': `provenant:${piece.pieceCid}`,
+        'raw-leaves': true,
+        'cid-version': 1,
+        chunker: `size-${CHUNK_BYTES}`,
+        quieter: true,
+        progress: false,
+      };
+      added = await this.call('add', params, { ...o, op: 'put', body: multipart(`${piece.pieceCid}.car`, checked) });
+    } catch (err) {
+      throw checked.failure ?? err;
     }
+    const text = await added.text().catch((err: unknown) => {
+      throw checked.failure ?? this.typed(err, 'put', piece.pieceCid);
+    });
+    const fileCid = lastJson<{ Hash?: string }>(text)?.Hash;
+    if (checked.failure) {
+      if (fileCid) await this.call('pin/rm', { arg: fileCid }, { ...o, op: 'put' }).catch(() => {});
+      throw checked.failure;
+    }
+    if (!fileCid) throw new StoreError(`add returned no CID ${this.where(piece.pieceCid)}`);
 
     // 2. Its blocks, so the node serves the dataset by its own CIDs.
     try {
-      const imported = await this.call('dag/import', { 'pin-roots': false, stats: true }, o, 'put', multipart(`${piece.pieceCid}.car`, open()));
+      const imported = await this.call(
+        'dag/import',
+        { 'pin-roots': false, stats: true },
+        { ...o, op: 'put', body: multipart(`${piece.pieceCid}.car`, open()) },
+      );
       await imported.text();
     } catch (err) {
       // Not indexed, so not stored: release the file rather than leave an orphan pin.
-      await this.call('pin/rm', { arg: fileCid }, o, 'put').catch(() => {});
+      await this.call('pin/rm', { arg: fileCid }, { ...o, op: 'put' }).catch(() => {});
       throw err;
     }
 
@@ -134,12 +140,16 @@ export class KuboProvider implements StorageProvider {
     if (!entry) return { providerId: this.id, pieceCid: piece.pieceCid, present: false };
     const pinned = await this.pinned(entry.fileCid, o, 'status');
     return {
-      providerId: this.id, pieceCid: piece.pieceCid, present: pinned, bytes: pinned ? entry.bytes : undefined,
+      providerId: this.id,
+      pieceCid: piece.pieceCid,
+      present: pinned,
+      bytes: pinned ? entry.bytes : undefined,
       detail: pinned ? `file ${entry.fileCid}` : `indexed but ${entry.fileCid} is not pinned`,
     };
   }
 
-  readRange(piece: Pick<PieceRef, 'pieceCid'>, offset: number, length: number | undefined, o: CallOptions = {}): Readable {
+  readRange(piece: Pick<PieceRef, 'pieceCid'>, o: RangeOptions = {}): Readable {
+    const { offset = 0, length } = o;
     if (length === 0) return Readable.from([]);
     const self = this;
     return Readable.from(
@@ -148,7 +158,7 @@ export class KuboProvider implements StorageProvider {
         if (!entry) throw new PieceNotFoundError(`piece not stored ${self.where(piece.pieceCid)}`);
         if (offset >= entry.bytes) return;
         const expected = Math.min(length ?? Infinity, entry.bytes - offset);
-        const res = await self.call('cat', { arg: entry.fileCid, offset, length }, o, 'read');
+        const res = await self.call('cat', { arg: entry.fileCid, offset, length }, { ...o, op: 'read' });
         let got = 0;
         try {
           for await (const chunk of Readable.fromWeb(res.body as never) as AsyncIterable<Buffer>) {
@@ -159,7 +169,8 @@ export class KuboProvider implements StorageProvider {
           throw self.typed(err, 'read', piece.pieceCid);
         }
         // Kubo reports errors after the headers in a trailer; a short body is how they show here.
-        if (got !== expected) throw new ProviderUnavailableError(`short read: ${got} of ${expected} bytes ${self.where(piece.pieceCid)}`);
+        if (got !== expected)
+          throw new ProviderUnavailableError(`short read: ${got} of ${expected} bytes ${self.where(piece.pieceCid)}`);
       })(),
       { objectMode: false },
     );
@@ -177,10 +188,14 @@ export class KuboProvider implements StorageProvider {
   async delete(piece: Pick<PieceRef, 'pieceCid'>, o: CallOptions = {}): Promise<void> {
     const entry = await this.readIndex(piece.pieceCid, o, 'delete');
     if (!entry) return;
-    if (await this.pinned(entry.fileCid, o, 'delete')) await this.call('pin/rm', { arg: entry.fileCid }, o, 'delete');
-    await this.call('files/rm', { arg: this.indexPath(piece.pieceCid), force: true }, o, 'delete');
-    if (SAFE_CID.test(entry.rootCid) && (await this.readMfs(this.rootPath(entry.rootCid), o, 'delete'))?.trim() === piece.pieceCid) {
-      await this.call('files/rm', { arg: this.rootPath(entry.rootCid), force: true }, o, 'delete');
+    if (await this.pinned(entry.fileCid, o, 'delete'))
+      await this.call('pin/rm', { arg: entry.fileCid }, { ...o, op: 'delete' });
+    await this.call('files/rm', { arg: this.indexPath(piece.pieceCid), force: true }, { ...o, op: 'delete' });
+    if (
+      SAFE_CID.test(entry.rootCid) &&
+      (await this.readMfs(this.rootPath(entry.rootCid), o, 'delete'))?.trim() === piece.pieceCid
+    ) {
+      await this.call('files/rm', { arg: this.rootPath(entry.rootCid), force: true }, { ...o, op: 'delete' });
     }
   }
 
@@ -199,7 +214,7 @@ export class KuboProvider implements StorageProvider {
 
   private async readMfs(path: string, o: CallOptions, op: Op): Promise<string | undefined> {
     try {
-      return await (await this.call('files/read', { arg: path }, o, op)).text();
+      return await (await this.call('files/read', { arg: path }, { ...o, op })).text();
     } catch (err) {
       if (err instanceof PieceNotFoundError) return undefined;
       throw err;
@@ -207,16 +222,20 @@ export class KuboProvider implements StorageProvider {
   }
 
   private async writeMfs(path: string, text: string, o: CallOptions): Promise<void> {
-    const res = await this.call(
-      'files/write', { arg: path, create: true, parents: true, truncate: true }, o, 'put',
-      multipart('data', [Buffer.from(text)]),
-    );
+    const params = { arg: path, create: true, parents: true, truncate: true };
+    const res = await this.call('files/write', params, {
+      ...o,
+      op: 'put',
+      body: multipart('data', [Buffer.from(text)]),
+    });
     await res.text();
   }
 
   private async pinned(cid: string, o: CallOptions, op: Op): Promise<boolean> {
     try {
-      const r = lastJson<{ Keys?: Record<string, unknown> }>(await (await this.call('pin/ls', { arg: cid, type: 'recursive' }, o, op)).text());
+      const r = lastJson<{ Keys?: Record<string, unknown> }>(
+        await (await this.call('pin/ls', { arg: cid, type: 'recursive' }, { ...o, op })).text(),
+      );
       return !!r?.Keys?.[cid];
     } catch (err) {
       if (err instanceof PieceNotFoundError) return false;
@@ -227,7 +246,8 @@ export class KuboProvider implements StorageProvider {
   // ---- RPC ---------------------------------------------------------------------------------------
 
   /** POST one RPC command; a non-2xx answer becomes a typed error (absent paths: PieceNotFoundError). */
-  private async call(cmd: string, params: Params, o: CallOptions, op: Op, body?: Multipart): Promise<Response> {
+  private async call(cmd: string, params: Params, c: CallOptions & { op: Op; body?: Multipart }): Promise<Response> {
+    const { op, body } = c;
     const qs = new URLSearchParams();
     for (const [k, v] of Object.entries(params)) if (v !== undefined) qs.set(k, String(v));
     let res: Response;
@@ -236,7 +256,7 @@ export class KuboProvider implements StorageProvider {
         method: 'POST',
         headers: body ? { ...this.headers, 'content-type': body.contentType } : this.headers,
         body: body ? (Readable.from(body.stream) as never) : undefined,
-        signal: o.signal,
+        signal: c.signal,
         duplex: 'half',
       } as RequestInit);
     } catch (err) {
@@ -250,29 +270,40 @@ export class KuboProvider implements StorageProvider {
     } catch {
       /* not JSON: keep the text */
     }
-    throw this.typed(new KuboRpcError(res.status, `${cmd}: ${message || res.statusText}`), op, String(params.arg ?? cmd));
+    throw this.typed(
+      new KuboRpcError(res.status, `${cmd}: ${message || res.statusText}`),
+      op,
+      String(params.arg ?? cmd),
+    );
   }
 
   private where(subject: string): string {
     return `[provider=${this.id}, api=${this.api}, ${SAFE_CID.test(subject) ? 'piece' : 'path'}=${subject}]`;
   }
 
-  /** Map a fetch or RPC error onto the error hierarchy, keeping it as the cause. */
+  /**
+   * Map a fetch or RPC error onto the error hierarchy, keeping it as the cause. Kubo answers a
+   * failed command with HTTP 500 and a message, so "no such path" is read from the message; every
+   * status follows the kit's rules for an RPC endpoint (404/405: the apiUrl is not a Kubo RPC API).
+   */
   private typed(err: unknown, op: Op, subject: string): ProvenantError {
     if (ProvenantError.is(err)) return err;
     const where = this.where(subject);
     const msg = (err as Error)?.message ?? String(err);
     if (err instanceof KuboRpcError) {
-      if (err.status === 401 || err.status === 403) return new ProviderAuthError(`Kubo API refused the request ${where}: ${msg}`, { cause: err });
-      if (/file does not exist|not pinned|no link named|not found/i.test(msg)) return new PieceNotFoundError(`not stored ${where}: ${msg}`, { cause: err });
-      if (err.status === 404 || err.status === 405) return new ProviderUnavailableError(`not a Kubo RPC API ${where}: ${msg}`, { cause: err });
-      if (err.status >= 500 && op !== 'put' && op !== 'delete') return new ProviderUnavailableError(`${op} failed ${where}: ${msg}`, { cause: err });
-      if (err.status === 429 || err.status === 502 || err.status === 503) return new ProviderUnavailableError(`${op} failed ${where}: ${msg}`, { cause: err });
-      return new StoreError(`${op} failed ${where}: ${msg}`, { cause: err });
+      if (/file does not exist|not pinned|no link named|not found/i.test(msg))
+        return new PieceNotFoundError(`not stored ${where}: ${msg}`, { cause: err });
+      return httpStatusError(err.status, {
+        side: 'provider',
+        endpoint: 'rpc',
+        op,
+        message: `Kubo ${op} failed ${where}: ${msg}`,
+        cause: err,
+      });
     }
-    if (isNetworkError(err)) return new ProviderUnavailableError(`Kubo API unreachable ${where}: ${msg}`, { cause: err });
-    if (op === 'put' || op === 'delete') return new StoreError(`${op} failed ${where}: ${msg}`, { cause: err });
-    return new ProviderUnavailableError(`${op} failed ${where}: ${msg}`, { cause: err });
+    if (isNetworkError(err))
+      return new ProviderUnavailableError(`Kubo API unreachable ${where}: ${msg}`, { cause: err });
+    return providerFailure(op, `${op} failed ${where}: ${msg}`, err);
   }
 }
 

@@ -30,20 +30,28 @@
  * claim early, so it throws DeletionUnsupportedError; the piece lapses when not renewed.
  * Dates come from epochs relative to the chain head (30 s an epoch).
  */
-import crypto from 'node:crypto';
 import { Readable } from 'node:stream';
 import * as dagCbor from '@ipld/dag-cbor';
-import { CID } from 'multiformats/cid';
-import * as Digest from 'multiformats/hashes/digest';
-import { varint } from 'multiformats';
-import { rangeOfBody } from './http-range.js';
 import type { LotusProviderConfig } from '../../config/schema.js';
 import {
-  ConfigError, DeletionUnsupportedError, InsufficientFundsError, IntegrityError, PieceNotFoundError, PieceSizeExceededError,
-  ProviderAuthError, ProviderUnavailableError, ProvenantError, RenewalPendingError, StoreError,
+  ConfigError,
+  DeletionUnsupportedError,
+  InsufficientFundsError,
+  IntegrityError,
+  PieceNotFoundError,
+  PieceSizeExceededError,
+  ProviderAuthError,
+  ProviderUnavailableError,
+  StoreError,
+  RenewalPendingError,
 } from '../errors.js';
-import { carCidFromSha256 } from '../pack/cids.js';
-import type { CallOptions, PieceRef, Placement, ReplicaStatus, StorageProvider } from './provider.js';
+import { pieceCidV2, pieceInfo } from '../pack/cids.js';
+import { readPieceRange } from './http-range.js';
+import { requireEnv } from './kit/env.js';
+import { httpStatusError, providerFailure, type ProviderOp as Op } from './kit/http-status.js';
+import { abortable } from './kit/signal.js';
+import { carCidOfStream, verifiedStream } from './kit/verified-stream.js';
+import type { CallOptions, PieceRef, Placement, ReplicaStatus, StorageProvider, RangeOptions } from './provider.js';
 
 const EPOCH_MS = 30_000;
 /** Verified registry: a claim's term may end at most five years from now. */
@@ -51,21 +59,59 @@ const MAX_CLAIM_TERM = 5 * 365 * 2880;
 const VERIFREG = 'f06';
 const EXTEND_CLAIM_TERMS = 11;
 /** Deal states (go-fil-markets StorageDealStatus) after which a deal will never hold the piece. */
-const FAILED_STATES = new Set([2 /* ProposalRejected */, 8 /* Expired */, 9 /* Slashed */, 11 /* Failing */, 26 /* Error */]);
-const STATE_NAMES: Record<number, string> = { 3: 'accepted', 5: 'sealing', 6: 'finalizing', 7: 'active', 18: 'waiting for data', 24: 'publishing', 25: 'publishing', 29: 'awaiting pre-commit' };
+const FAILED_STATES = new Set([
+  2 /* ProposalRejected */, 8 /* Expired */, 9 /* Slashed */, 11 /* Failing */, 26 /* Error */,
+]);
+const STATE_NAMES: Record<number, string> = {
+  3: 'accepted',
+  5: 'sealing',
+  6: 'finalizing',
+  7: 'active',
+  18: 'waiting for data',
+  24: 'publishing',
+  25: 'publishing',
+  29: 'awaiting pre-commit',
+};
 
-type Op = 'put' | 'read' | 'status' | 'locate' | 'delete' | 'renew';
+/** One RPC call: its signal, what the provider call is doing, and the piece it is about (for messages). */
+type Call = CallOptions & { op: Op; pieceCid?: string };
 type Cid = { '/': string };
 
 interface DealInfo {
-  ProposalCid: Cid; State: number; Message: string; Provider: string; PieceCID: Cid; Size: number; Duration: number; DealID: number; Verified: boolean;
+  ProposalCid: Cid;
+  State: number;
+  Message: string;
+  Provider: string;
+  PieceCID: Cid;
+  Size: number;
+  Duration: number;
+  DealID: number;
+  Verified: boolean;
   DataRef: { TransferType: string; Root: Cid; PieceCid: Cid | null; PieceSize: number; RawBlockSize: number };
 }
 interface MarketDeal {
-  Proposal: { PieceCID: Cid; PieceSize: number; VerifiedDeal: boolean; Client: string; Provider: string; Label: string; StartEpoch: number; EndEpoch: number };
+  Proposal: {
+    PieceCID: Cid;
+    PieceSize: number;
+    VerifiedDeal: boolean;
+    Client: string;
+    Provider: string;
+    Label: string;
+    StartEpoch: number;
+    EndEpoch: number;
+  };
   State: { SectorNumber?: number; SectorStartEpoch: number; LastUpdatedEpoch: number; SlashEpoch: number };
 }
-interface Claim { Provider: number; Client: number; Data: Cid; Size: number; TermMin: number; TermMax: number; TermStart: number; Sector: number }
+interface Claim {
+  Provider: number;
+  Client: number;
+  Data: Cid;
+  Size: number;
+  TermMin: number;
+  TermMax: number;
+  TermStart: number;
+  Sector: number;
+}
 
 /** A JSON-RPC error answer from Lotus. */
 class LotusRpcError extends Error {
@@ -75,33 +121,6 @@ class LotusRpcError extends Error {
   ) {
     super(message);
   }
-}
-
-/** The v1 CID, padded size and payload length a v2 piece CID encodes. */
-export function pieceInfo(v2: string): { v1: string; paddedBytes: number; rawBytes: number } {
-  const cid = CID.parse(v2);
-  if (cid.code !== 0x55 || cid.multihash.code !== 0x1011) throw new Error(`not a v2 piece CID: ${v2}`);
-  const d = cid.multihash.digest;
-  const [padding, n] = varint.decode(d);
-  const height = d[n]!;
-  const root = d.subarray(n + 1);
-  if (root.length !== 32) throw new Error(`not a v2 piece CID: ${v2}`);
-  const paddedBytes = 2 ** height * 32;
-  return { v1: CID.create(1, 0xf101, Digest.create(0x1012, root)).toString(), paddedBytes, rawBytes: (paddedBytes / 128) * 127 - padding };
-}
-
-/** The v2 piece CID of a v1 CID with its padded size and payload length. */
-export function pieceCidV2(v1: string, paddedBytes: number, rawBytes: number): string {
-  const cid = CID.parse(v1);
-  const root = cid.multihash.digest;
-  const height = Math.log2(paddedBytes / 32);
-  const padding = (paddedBytes / 128) * 127 - rawBytes;
-  if (!Number.isInteger(height) || padding < 0) throw new Error(`inconsistent piece size ${paddedBytes}/${rawBytes} for ${v1}`);
-  const digest = new Uint8Array(varint.encodingLength(padding) + 1 + root.length);
-  varint.encodeTo(padding, digest, 0);
-  digest[varint.encodingLength(padding)] = height;
-  digest.set(root, varint.encodingLength(padding) + 1);
-  return CID.create(1, 0x55, Digest.create(0x1011, digest)).toString();
 }
 
 export class LotusProvider implements StorageProvider {
@@ -119,15 +138,7 @@ export class LotusProvider implements StorageProvider {
   ) {
     this.id = cfg.id;
     this.retrieval = cfg.retrievalUrl.replace(/\/*$/, '/');
-    if (cfg.tokenEnv) {
-      const token = env[cfg.tokenEnv];
-      if (!token) {
-        throw new ConfigError(`provider '${cfg.id}': environment variable ${cfg.tokenEnv} is not set`, [
-          { path: `providers.${cfg.id}.tokenEnv`, message: `environment variable ${cfg.tokenEnv} is not set` },
-        ]);
-      }
-      this.token = token;
-    }
+    if (cfg.tokenEnv) this.token = requireEnv(cfg.tokenEnv, { path: `providers.${cfg.id}.tokenEnv`, env });
   }
 
   private where(pieceCid?: string): string {
@@ -143,73 +154,83 @@ export class LotusProvider implements StorageProvider {
   }
 
   // ---- Lotus JSON-RPC -------------------------------------------------------------------------
-  private async rpc<T>(method: string, params: unknown[], op: Op, o: CallOptions = {}): Promise<T> {
+  private async rpc<T>(method: string, params: unknown[], c: Call): Promise<T> {
     const timeout = AbortSignal.timeout(this.cfg.requestTimeoutMs);
     let res: Response;
     try {
       res = await fetch(this.cfg.apiUrl, {
         method: 'POST',
-        headers: { 'content-type': 'application/json', ...(this.token ? { authorization: `Bearer ${this.token}` } : {}) },
+        headers: {
+          'content-type': 'application/json',
+          ...(this.token ? { authorization: `Bearer ${this.token}` } : {}),
+        },
         body: JSON.stringify({ jsonrpc: '2.0', id: ++this.rpcId, method: `Filecoin.${method}`, params }),
-        signal: o.signal ? AbortSignal.any([o.signal, timeout]) : timeout,
+        signal: c.signal ? AbortSignal.any([c.signal, timeout]) : timeout,
       });
     } catch (err) {
-      if (o.signal?.aborted) throw err;
-      throw new ProviderUnavailableError(`Lotus API unreachable (${method}) ${this.where()}: ${(err as Error).message}`, { cause: err });
-    }
-    if (res.status === 401 || res.status === 403) {
-      throw new ProviderAuthError(`Lotus API refused the token (${method}, HTTP ${res.status}) ${this.where()}: ${(await res.text()).slice(0, 200)}`);
+      if (c.signal?.aborted) throw err;
+      throw new ProviderUnavailableError(
+        `Lotus API unreachable (${method}) ${this.where()}: ${(err as Error).message}`,
+        { cause: err },
+      );
     }
     if (!res.ok) {
-      const message = `Lotus API answered HTTP ${res.status} (${method}) ${this.where()}: ${(await res.text()).slice(0, 200)}`;
-      throw res.status >= 500 || res.status === 429 ? new ProviderUnavailableError(message) : this.failed(op, message);
+      const message = `Lotus API (${method}) ${this.where()}: ${(await res.text()).slice(0, 200)}`;
+      throw httpStatusError(res.status, { side: 'provider', endpoint: 'rpc', op: c.op, message });
     }
     let body: { result?: T; error?: { code: number; message: string } };
     try {
       body = (await res.json()) as typeof body;
     } catch (err) {
-      throw new ProviderUnavailableError(`Lotus API answered with invalid JSON (${method}) ${this.where()}`, { cause: err });
+      throw new ProviderUnavailableError(`Lotus API answered with invalid JSON (${method}) ${this.where()}`, {
+        cause: err,
+      });
     }
     if (body.error) {
       const e = new LotusRpcError(body.error.code, body.error.message);
-      if (/missing permission|unauthori[sz]ed|JWT|token/i.test(e.message)) throw new ProviderAuthError(`Lotus API refused ${method} ${this.where()}: ${e.message}`, { cause: e });
+      if (/missing permission|unauthori[sz]ed|JWT|token/i.test(e.message))
+        throw new ProviderAuthError(`Lotus API refused ${method} ${this.where()}: ${e.message}`, { cause: e });
       throw e;
     }
     return body.result as T;
   }
 
   /** Like rpc, with a Lotus error answer turned into a typed error for `op`. */
-  private async call<T>(method: string, params: unknown[], op: Op, o: CallOptions = {}, pieceCid?: string): Promise<T> {
+  private async call<T>(method: string, params: unknown[], c: Call): Promise<T> {
     try {
-      return await this.rpc<T>(method, params, op, o);
+      return await this.rpc<T>(method, params, c);
     } catch (err) {
       if (!(err instanceof LotusRpcError)) throw err;
-      const message = `${method} failed ${this.where(pieceCid)}: ${err.message}`;
-      if (/DataCap|insufficient funds|not enough funds|balance/i.test(err.message)) throw new InsufficientFundsError(message, { cause: err });
-      if (/not found in the keystore|key not found/i.test(err.message) && method !== 'ClientGetDealInfo') throw new ProviderAuthError(message, { cause: err });
-      throw this.failed(op, message, err);
+      const message = `${method} failed ${this.where(c.pieceCid)}: ${err.message}`;
+      if (/DataCap|insufficient funds|not enough funds|balance/i.test(err.message))
+        throw new InsufficientFundsError(message, { cause: err });
+      if (/not found in the keystore|key not found/i.test(err.message) && method !== 'ClientGetDealInfo')
+        throw new ProviderAuthError(message, { cause: err });
+      throw providerFailure(c.op, message, err);
     }
   }
 
-  private failed(op: Op, message: string, cause?: unknown): ProvenantError {
-    return op === 'put' || op === 'renew' ? new StoreError(message, { cause }) : new ProviderUnavailableError(message, { cause });
-  }
-
-  private client(op: Op): Promise<{ address: string; actorId: number }> {
+  /** The client wallet, looked up once (shared by concurrent calls, so each only stops waiting on its own signal). */
+  private client(c: Call): Promise<{ address: string; actorId: number }> {
+    const { op } = c;
     this.wallet ??= (async () => {
-      const address = this.cfg.clientAddress ?? (await this.call<string>('WalletDefaultAddress', [], op));
-      if (!address) throw new ConfigError(`provider '${this.id}': the Lotus node has no default wallet; set clientAddress`, [{ path: `providers.${this.id}.clientAddress`, message: 'required: the node has no default wallet' }]);
-      const idAddr = await this.call<string>('StateLookupID', [address, []], op);
+      const address = this.cfg.clientAddress ?? (await this.call<string>('WalletDefaultAddress', [], { op }));
+      if (!address)
+        throw new ConfigError(`provider '${this.id}': the Lotus node has no default wallet; set clientAddress`, [
+          { path: `providers.${this.id}.clientAddress`, message: 'required: the node has no default wallet' },
+        ]);
+      const idAddr = await this.call<string>('StateLookupID', [address, []], { op });
       return { address, actorId: Number(idAddr.slice(2)) };
     })().catch((err: unknown) => {
       this.wallet = undefined;
       throw err;
     });
-    return this.wallet;
+    const wallet = this.wallet;
+    return abortable(c.signal, () => wallet);
   }
 
   private async head(op: Op, o?: CallOptions): Promise<number> {
-    return (await this.call<{ Height: number }>('ChainHead', [], op, o)).Height;
+    return (await this.call<{ Height: number }>('ChainHead', [], { ...o, op })).Height;
   }
 
   private dateOf(epoch: number, head: number): string {
@@ -222,23 +243,25 @@ export class LotusProvider implements StorageProvider {
 
   // ---- what the chain says about a piece --------------------------------------------------------
   private async deals(v1: string, op: Op, o?: CallOptions): Promise<DealInfo[]> {
-    const all = (await this.call<DealInfo[] | null>('ClientListDeals', [], op, o)) ?? [];
+    const all = (await this.call<DealInfo[] | null>('ClientListDeals', [], { ...o, op })) ?? [];
     return all.filter((d) => d.Provider === this.cfg.minerId && d.PieceCID['/'] === v1);
   }
 
   private async onChain(dealId: number, op: Op, o?: CallOptions): Promise<MarketDeal | undefined> {
     try {
-      return await this.rpc<MarketDeal>('StateMarketStorageDeal', [dealId, []], op, o);
+      return await this.rpc<MarketDeal>('StateMarketStorageDeal', [dealId, []], { ...o, op });
     } catch (err) {
       if (err instanceof LotusRpcError && /not found/i.test(err.message)) return undefined; // ended and cleaned up
-      if (err instanceof LotusRpcError) throw this.failed(op, `StateMarketStorageDeal failed ${this.where()}: ${err.message}`, err);
+      if (err instanceof LotusRpcError)
+        throw providerFailure(op, `StateMarketStorageDeal failed ${this.where()}: ${err.message}`, err);
       throw err;
     }
   }
 
   private async claims(v1: string, op: Op, o?: CallOptions): Promise<[number, Claim][]> {
-    const { actorId } = await this.client(op);
-    const all = (await this.call<Record<string, Claim> | null>('StateGetClaims', [this.cfg.minerId, []], op, o)) ?? {};
+    const { actorId } = await this.client({ ...o, op });
+    const all =
+      (await this.call<Record<string, Claim> | null>('StateGetClaims', [this.cfg.minerId, []], { ...o, op })) ?? {};
     return Object.entries(all)
       .filter(([, c]) => c.Data['/'] === v1 && c.Client === actorId)
       .map(([id, c]) => [Number(id), c]);
@@ -247,63 +270,89 @@ export class LotusProvider implements StorageProvider {
   /** Everything known about the piece with this miner, folded into one picture. */
   private async survey(v1: string, op: Op, o?: CallOptions) {
     const [head, deals, claims] = await Promise.all([this.head(op, o), this.deals(v1, op, o), this.claims(v1, op, o)]);
-    const chain = await Promise.all(deals.filter((d) => d.DealID > 0).map(async (d) => ({ info: d, deal: await this.onChain(d.DealID, op, o) })));
-    const activeDeals = chain.filter(({ deal }) => deal && deal.State.SectorStartEpoch > 0 && deal.State.SlashEpoch === -1 && deal.Proposal.EndEpoch > head);
+    const chain = await Promise.all(
+      deals.filter((d) => d.DealID > 0).map(async (d) => ({ info: d, deal: await this.onChain(d.DealID, op, o) })),
+    );
+    const activeDeals = chain.filter(
+      ({ deal }) =>
+        deal && deal.State.SectorStartEpoch > 0 && deal.State.SlashEpoch === -1 && deal.Proposal.EndEpoch > head,
+    );
     const activeClaims = claims.filter(([, c]) => c.TermStart + c.TermMax > head);
-    const ends = [...activeDeals.map(({ deal }) => deal!.Proposal.EndEpoch), ...activeClaims.map(([, c]) => c.TermStart + c.TermMax)];
-    const inProgress = deals.filter((d) => !FAILED_STATES.has(d.State) && (d.DealID === 0 || chain.some((c) => c.info === d && c.deal && c.deal.State.SectorStartEpoch <= 0 && c.deal.State.SlashEpoch === -1)));
-    return { head, deals, chain, claims, activeDeals, activeClaims, end: ends.length > 0 ? Math.max(...ends) : undefined, inProgress };
+    const ends = [
+      ...activeDeals.map(({ deal }) => deal!.Proposal.EndEpoch),
+      ...activeClaims.map(([, c]) => c.TermStart + c.TermMax),
+    ];
+    const inProgress = deals.filter(
+      (d) =>
+        !FAILED_STATES.has(d.State) &&
+        (d.DealID === 0 ||
+          chain.some(
+            (c) => c.info === d && c.deal && c.deal.State.SectorStartEpoch <= 0 && c.deal.State.SlashEpoch === -1,
+          )),
+    );
+    return {
+      head,
+      deals,
+      chain,
+      claims,
+      activeDeals,
+      activeClaims,
+      end: ends.length > 0 ? Math.max(...ends) : undefined,
+      inProgress,
+    };
   }
 
   // ---- put ------------------------------------------------------------------------------------
   async put(piece: PieceRef, open: () => Readable, o: CallOptions = {}): Promise<Placement> {
     const info = this.info(piece.pieceCid);
-    const sector = await this.sectorSize();
+    const sector = await this.sectorSize(o);
     const limit = Math.min(this.cfg.maxPieceBytes ?? Infinity, (sector / 128) * 127);
     if (piece.bytes > limit || info.paddedBytes > sector) {
-      throw new PieceSizeExceededError(`piece of ${piece.bytes} bytes does not fit the miner's ${sector}-byte sectors (limit ${limit} bytes) ${this.where(piece.pieceCid)}`);
+      throw new PieceSizeExceededError(
+        `piece of ${piece.bytes} bytes does not fit the miner's ${sector}-byte sectors (limit ${limit} bytes) ${this.where(piece.pieceCid)}`,
+      );
     }
     const s = await this.survey(info.v1, 'put', o);
     if (s.end !== undefined || s.inProgress.length > 0) {
-      return { providerId: this.id, pieceCid: piece.pieceCid, existed: true, storedAt: new Date().toISOString(), ...(s.end !== undefined ? { expiresAt: this.dateOf(s.end, s.head) } : {}) };
+      return {
+        providerId: this.id,
+        pieceCid: piece.pieceCid,
+        existed: true,
+        storedAt: new Date().toISOString(),
+        ...(s.end !== undefined ? { expiresAt: this.dateOf(s.end, s.head) } : {}),
+      };
     }
-    await this.upload(piece, info.v1, open, o);
+    await this.upload(piece, open, { ...o, v1: info.v1 });
     const end = await this.propose(piece, info, 'put', o);
-    return { providerId: this.id, pieceCid: piece.pieceCid, existed: false, storedAt: new Date().toISOString(), expiresAt: this.dateOf(end.end, end.head) };
+    return {
+      providerId: this.id,
+      pieceCid: piece.pieceCid,
+      existed: false,
+      storedAt: new Date().toISOString(),
+      expiresAt: this.dateOf(end.end, end.head),
+    };
   }
 
-  private sectorSize(): Promise<number> {
-    this.sectorBytes ??= this.call<{ SectorSize: number }>('StateMinerInfo', [this.cfg.minerId, []], 'put')
+  private sectorSize(o: CallOptions): Promise<number> {
+    this.sectorBytes ??= this.call<{ SectorSize: number }>('StateMinerInfo', [this.cfg.minerId, []], { op: 'put' })
       .then((m) => m.SectorSize)
       .catch((err: unknown) => {
         this.sectorBytes = undefined;
         throw err;
       });
-    return this.sectorBytes;
+    const sector = this.sectorBytes;
+    return abortable(o.signal, () => sector);
   }
 
   /** Stream the CAR to the provider, checked against the CAR CID on the way. */
-  private async upload(piece: PieceRef, v1: string, open: () => Readable, o: CallOptions): Promise<void> {
-    const hash = crypto.createHash('sha256');
-    let bytes = 0;
-    let mismatch: IntegrityError | undefined;
+  private async upload(piece: PieceRef, open: () => Readable, o: CallOptions & { v1: string }): Promise<void> {
     const where = this.where(piece.pieceCid);
-    const body = Readable.from((async function* () {
-      for await (const chunk of open() as AsyncIterable<Buffer>) {
-        hash.update(chunk);
-        bytes += chunk.length;
-        if (bytes > piece.bytes) break;
-        yield chunk;
-      }
-      const got = carCidFromSha256(hash.digest());
-      if (got !== piece.carCid || bytes !== piece.bytes) {
-        mismatch = new IntegrityError(`bytes sent do not match the shard ${where}: expected ${piece.carCid}/${piece.bytes}, got ${got}/${bytes}`);
-        throw mismatch; // the request is aborted before it completes: the provider keeps nothing
-      }
-    })());
+    // A mismatch aborts the request before it completes: the provider keeps nothing.
+    const checked = verifiedStream(open(), piece, { provider: this.id, piece: piece.pieceCid, what: 'bytes sent' });
+    const body = Readable.from(checked);
     let res: Response;
     try {
-      res = await fetch(new URL(`piece/${v1}`, this.retrieval), {
+      res = await fetch(new URL(`piece/${o.v1}`, this.retrieval), {
         method: 'PUT',
         headers: { 'content-type': 'application/octet-stream', 'content-length': String(piece.bytes) },
         body: Readable.toWeb(body) as ReadableStream<Uint8Array>,
@@ -311,27 +360,55 @@ export class LotusProvider implements StorageProvider {
         signal: o.signal,
       } as RequestInit);
     } catch (err) {
-      if (mismatch) throw mismatch;
+      if (checked.failure) throw checked.failure;
       body.destroy();
       if (o.signal?.aborted) throw err;
       throw new ProviderUnavailableError(`piece upload failed ${where}: ${(err as Error).message}`, { cause: err });
     }
     const text = await res.text();
     if (res.ok) return;
-    if (res.status === 400) throw new IntegrityError(`the provider says the bytes do not hash to the piece ${where}: ${text.slice(0, 200)}`);
-    if (res.status === 401 || res.status === 403) throw new ProviderAuthError(`the provider refused the upload (HTTP ${res.status}) ${where}`);
-    throw res.status >= 500 || res.status === 429 ? new ProviderUnavailableError(`piece upload answered HTTP ${res.status} ${where}`) : new StoreError(`piece upload answered HTTP ${res.status} ${where}: ${text.slice(0, 200)}`);
+    // The piece endpoint checks the bytes against the piece CID: its 400 says they do not match.
+    if (res.status === 400)
+      throw new IntegrityError(`the provider says the bytes do not hash to the piece ${where}: ${text.slice(0, 200)}`);
+    throw httpStatusError(res.status, {
+      side: 'provider',
+      op: 'put',
+      message: `piece upload ${where}: ${text.slice(0, 200)}`,
+    });
   }
 
   /** Propose an offline deal for a piece the provider holds; its projected end. */
-  private async propose(piece: Pick<PieceRef, 'pieceCid' | 'rootCid' | 'bytes'>, info: ReturnType<typeof pieceInfo>, op: Op, o: CallOptions): Promise<{ end: number; head: number }> {
-    const [{ address }, head] = await Promise.all([this.client(op), this.head(op, o)]);
+  private async propose(
+    piece: Pick<PieceRef, 'pieceCid' | 'rootCid' | 'bytes'>,
+    info: ReturnType<typeof pieceInfo>,
+    op: Op,
+    o: CallOptions,
+  ): Promise<{ end: number; head: number }> {
+    const [{ address }, head] = await Promise.all([this.client({ ...o, op }), this.head(op, o)]);
     const start = head + this.cfg.dealStartOffsetEpochs;
-    await this.call<Cid>('ClientStartDeal', [{
-      Data: { TransferType: 'manual', Root: { '/': piece.rootCid }, PieceCid: { '/': info.v1 }, PieceSize: (info.paddedBytes / 128) * 127, RawBlockSize: piece.bytes },
-      Wallet: address, Miner: this.cfg.minerId, EpochPrice: this.cfg.pricePerEpochAttoFil, MinBlocksDuration: this.cfg.dealDurationEpochs,
-      ProviderCollateral: '0', DealStartEpoch: start, FastRetrieval: true, VerifiedDeal: this.cfg.verifiedDeal,
-    }], op, o, piece.pieceCid);
+    await this.call<Cid>(
+      'ClientStartDeal',
+      [
+        {
+          Data: {
+            TransferType: 'manual',
+            Root: { '/': piece.rootCid },
+            PieceCid: { '/': info.v1 },
+            PieceSize: (info.paddedBytes / 128) * 127,
+            RawBlockSize: piece.bytes,
+          },
+          Wallet: address,
+          Miner: this.cfg.minerId,
+          EpochPrice: this.cfg.pricePerEpochAttoFil,
+          MinBlocksDuration: this.cfg.dealDurationEpochs,
+          ProviderCollateral: '0',
+          DealStartEpoch: start,
+          FastRetrieval: true,
+          VerifiedDeal: this.cfg.verifiedDeal,
+        },
+      ],
+      { ...o, op, pieceCid: piece.pieceCid },
+    );
     return { end: start + this.cfg.dealDurationEpochs, head };
   }
 
@@ -341,111 +418,179 @@ export class LotusProvider implements StorageProvider {
     const base = { providerId: this.id, pieceCid: piece.pieceCid };
     const s = await this.survey(info.v1, 'status', o);
     if (s.end !== undefined) {
-      const sectors = new Set([...s.activeDeals.map(({ deal }) => deal!.State.SectorNumber), ...s.activeClaims.map(([, c]) => c.Sector)].filter((n): n is number => n !== undefined));
-      const faulty = decodeRle(await this.call<number[] | null>('StateMinerFaults', [this.cfg.minerId, []], 'status', o));
+      const sectors = new Set(
+        [
+          ...s.activeDeals.map(({ deal }) => deal!.State.SectorNumber),
+          ...s.activeClaims.map(([, c]) => c.Sector),
+        ].filter((n): n is number => n !== undefined),
+      );
+      const faulty = decodeRle(
+        await this.call<number[] | null>('StateMinerFaults', [this.cfg.minerId, []], { ...o, op: 'status' }),
+      );
       const bad = [...sectors].filter((n) => faulty.has(n));
       const expiresAt = this.dateOf(s.end, s.head);
-      if (bad.length > 0) return { ...base, present: false, bytes: info.rawBytes, expiresAt, detail: `sector ${bad.join(', ')} faulty (missed WindowPoSt)` };
-      const what = [...s.activeDeals.map(({ info: d }) => `deal ${d.DealID}`), ...s.activeClaims.map(([id]) => `claim ${id}`)].join(', ');
+      if (bad.length > 0)
+        return {
+          ...base,
+          present: false,
+          bytes: info.rawBytes,
+          expiresAt,
+          detail: `sector ${bad.join(', ')} faulty (missed WindowPoSt)`,
+        };
+      const what = [
+        ...s.activeDeals.map(({ info: d }) => `deal ${d.DealID}`),
+        ...s.activeClaims.map(([id]) => `claim ${id}`),
+      ].join(', ');
       return { ...base, present: true, bytes: info.rawBytes, expiresAt, detail: `${what} active until epoch ${s.end}` };
     }
     // Not active: say why, with the latest end when it has passed.
     const slashed = s.chain.find(({ deal }) => deal && deal.State.SlashEpoch !== -1);
-    if (slashed) return { ...base, present: false, detail: `deal ${slashed.info.DealID} slashed at epoch ${slashed.deal!.State.SlashEpoch}` };
-    const ended = [...s.chain.map(({ deal }) => deal?.Proposal.EndEpoch), ...s.claims.map(([, c]) => c.TermStart + c.TermMax)].filter((e): e is number => e !== undefined && e <= s.head);
+    if (slashed)
+      return {
+        ...base,
+        present: false,
+        detail: `deal ${slashed.info.DealID} slashed at epoch ${slashed.deal!.State.SlashEpoch}`,
+      };
+    const ended = [
+      ...s.chain.map(({ deal }) => deal?.Proposal.EndEpoch),
+      ...s.claims.map(([, c]) => c.TermStart + c.TermMax),
+    ].filter((e): e is number => e !== undefined && e <= s.head);
     if (ended.length > 0) {
       const last = Math.max(...ended);
       return { ...base, present: false, expiresAt: this.dateOf(last, s.head), detail: `deal expired at epoch ${last}` };
     }
     const progressing = s.inProgress[0];
-    if (progressing) return { ...base, present: false, detail: `deal ${progressing.DealID || progressing.ProposalCid['/']} ${STATE_NAMES[progressing.State] ?? `in state ${progressing.State}`}, not active yet` };
+    if (progressing)
+      return {
+        ...base,
+        present: false,
+        detail: `deal ${progressing.DealID || progressing.ProposalCid['/']} ${STATE_NAMES[progressing.State] ?? `in state ${progressing.State}`}, not active yet`,
+      };
     const gone = s.deals.find((d) => d.DealID > 0);
-    return { ...base, present: false, detail: gone ? `deal ${gone.DealID} is no longer on chain` : s.deals.length > 0 ? 'deal failed' : 'no deal for this piece with this miner' };
+    return {
+      ...base,
+      present: false,
+      detail: gone
+        ? `deal ${gone.DealID} is no longer on chain`
+        : s.deals.length > 0
+          ? 'deal failed'
+          : 'no deal for this piece with this miner',
+    };
   }
 
   // ---- renew ----------------------------------------------------------------------------------
   async renew(piece: Pick<PieceRef, 'pieceCid'>, o: CallOptions = {}): Promise<{ expiresAt?: string }> {
     const info = this.info(piece.pieceCid);
     const s = await this.survey(info.v1, 'renew', o);
-    if (s.end === undefined) throw new PieceNotFoundError(`cannot renew a piece without an active deal or claim ${this.where(piece.pieceCid)}`);
+    if (s.end === undefined)
+      throw new PieceNotFoundError(
+        `cannot renew a piece without an active deal or claim ${this.where(piece.pieceCid)}`,
+      );
     const target = s.head + this.cfg.dealDurationEpochs;
     if (s.activeClaims.length > 0) {
       const terms = s.activeClaims
-        .map(([id, c]) => [this.minerActorId(), id, Math.min(target, s.head + MAX_CLAIM_TERM) - c.TermStart, c] as const)
+        .map(
+          ([id, c]) => [this.minerActorId(), id, Math.min(target, s.head + MAX_CLAIM_TERM) - c.TermStart, c] as const,
+        )
         .filter(([, , termMax, c]) => termMax > c.TermMax);
       if (terms.length === 0) return { expiresAt: this.dateOf(s.end, s.head) };
-      const { address } = await this.client('renew');
-      const sent = await this.call<{ CID: Cid }>('MpoolPushMessage', [{
-        Version: 0, To: VERIFREG, From: address, Value: '0', Method: EXTEND_CLAIM_TERMS,
-        Params: Buffer.from(dagCbor.encode([terms.map(([p, id, termMax]) => [p, id, termMax])])).toString('base64'),
-      }, null], 'renew', o, piece.pieceCid);
-      const found = await this.call<{ Receipt: { ExitCode: number; Return: string | null } } | null>('StateSearchMsg', [[], sent.CID, -1, true], 'renew', o);
-      if (!found) throw new RenewalPendingError(`claim extension ${sent.CID['/']} sent, not on chain yet ${this.where(piece.pieceCid)}`);
-      if (found.Receipt.ExitCode !== 0) throw new StoreError(`claim extension failed with exit code ${found.Receipt.ExitCode} ${this.where(piece.pieceCid)}`);
-      const [, fails] = dagCbor.decode(Buffer.from(found.Receipt.Return ?? '', 'base64')) as [number, [number, number][]];
-      if (fails.length > 0) throw new StoreError(`claim extension refused (exit codes ${fails.map(([, c]) => c).join(', ')}) ${this.where(piece.pieceCid)}`);
+      const { address } = await this.client({ ...o, op: 'renew' });
+      const sent = await this.call<{ CID: Cid }>(
+        'MpoolPushMessage',
+        [
+          {
+            Version: 0,
+            To: VERIFREG,
+            From: address,
+            Value: '0',
+            Method: EXTEND_CLAIM_TERMS,
+            Params: Buffer.from(dagCbor.encode([terms.map(([p, id, termMax]) => [p, id, termMax])])).toString('base64'),
+          },
+          null,
+        ],
+        { ...o, op: 'renew', pieceCid: piece.pieceCid },
+      );
+      const found = await this.call<{ Receipt: { ExitCode: number; Return: string | null } } | null>(
+        'StateSearchMsg',
+        [[], sent.CID, -1, true],
+        { ...o, op: 'renew' },
+      );
+      if (!found)
+        throw new RenewalPendingError(
+          `claim extension ${sent.CID['/']} sent, not on chain yet ${this.where(piece.pieceCid)}`,
+        );
+      if (found.Receipt.ExitCode !== 0)
+        throw new StoreError(
+          `claim extension failed with exit code ${found.Receipt.ExitCode} ${this.where(piece.pieceCid)}`,
+        );
+      const [, fails] = dagCbor.decode(Buffer.from(found.Receipt.Return ?? '', 'base64')) as [
+        number,
+        [number, number][],
+      ];
+      if (fails.length > 0)
+        throw new StoreError(
+          `claim extension refused (exit codes ${fails.map(([, c]) => c).join(', ')}) ${this.where(piece.pieceCid)}`,
+        );
       const end = Math.max(s.end, ...terms.map(([, , termMax, c]) => c.TermStart + termMax));
       return { expiresAt: this.dateOf(end, s.head) };
     }
     // An unverified deal cannot be extended: a new deal for the piece the provider still holds.
     if (s.inProgress.length > 0) return { expiresAt: this.dateOf(s.end, s.head) }; // a renewal deal is already on its way
     const roots = s.deals.map((d) => d.DataRef.Root['/']);
-    const next = await this.propose({ pieceCid: piece.pieceCid, rootCid: roots[0]!, bytes: info.rawBytes }, info, 'renew', o);
+    const next = await this.propose(
+      { pieceCid: piece.pieceCid, rootCid: roots[0]!, bytes: info.rawBytes },
+      info,
+      'renew',
+      o,
+    );
     return { expiresAt: this.dateOf(Math.max(s.end, next.end), next.head) };
   }
 
   // ---- read, locate, delete -------------------------------------------------------------------
-  readRange(piece: Pick<PieceRef, 'pieceCid'>, offset: number, length: number | undefined, o: CallOptions = {}): Readable {
+  readRange(piece: Pick<PieceRef, 'pieceCid'>, o: RangeOptions = {}): Readable {
+    const { offset = 0, length } = o;
     if (length === 0) return Readable.from([]);
     const self = this;
-    return Readable.from((async function* () {
-      const info = self.info(piece.pieceCid);
-      if (offset >= info.rawBytes) return;
-      // The provider serves the piece zero-padded; the payload ends at rawBytes.
-      const last = length === undefined ? info.rawBytes - 1 : Math.min(info.rawBytes, offset + length) - 1;
-      const timeout = new AbortController();
-      const timer = setTimeout(() => timeout.abort(new DOMException('request timed out', 'TimeoutError')), self.cfg.requestTimeoutMs);
-      let res: Response;
-      try {
-        res = await fetch(new URL(`piece/${info.v1}`, self.retrieval), {
-          headers: { Range: `bytes=${offset}-${last}` },
-          signal: o.signal ? AbortSignal.any([o.signal, timeout.signal]) : timeout.signal,
+    return Readable.from(
+      (async function* () {
+        const info = self.info(piece.pieceCid);
+        if (offset >= info.rawBytes) return;
+        // The provider serves the piece zero-padded; the payload ends at rawBytes.
+        const last = length === undefined ? info.rawBytes - 1 : Math.min(info.rawBytes, offset + length) - 1;
+        yield* readPieceRange(new URL(`piece/${info.v1}`, self.retrieval), {
+          offset,
+          last,
+          signal: o.signal,
+          timeoutMs: self.cfg.requestTimeoutMs,
+          where: self.where(piece.pieceCid),
         });
-      } catch (err) {
-        if (o.signal?.aborted) throw err;
-        throw new ProviderUnavailableError(`retrieval failed ${self.where(piece.pieceCid)}: ${(err as Error).message}`, { cause: err });
-      } finally {
-        clearTimeout(timer);
-      }
-      if (res.status === 404) throw new PieceNotFoundError(`piece not stored ${self.where(piece.pieceCid)}`);
-      if (res.status === 416) return;
-      if (res.status !== 206 && res.status !== 200) {
-        throw new ProviderUnavailableError(`retrieval answered HTTP ${res.status} ${self.where(piece.pieceCid)}`);
-      }
-      try {
-        yield* rangeOfBody(res.body as unknown as AsyncIterable<Uint8Array>, res.status, offset, last);
-      } catch (err) {
-        if (o.signal?.aborted) throw err;
-        throw new ProviderUnavailableError(`retrieval broke off ${self.where(piece.pieceCid)}: ${(err as Error).message}`, { cause: err });
-      }
-    })(), { objectMode: false });
+      })(),
+      { objectMode: false },
+    );
   }
 
   async locate(rootCid: string, o: CallOptions = {}): Promise<PieceRef | undefined> {
-    const all = (await this.call<DealInfo[] | null>('ClientListDeals', [], 'locate', o)) ?? [];
-    const candidates = all.filter((d) => d.Provider === this.cfg.minerId && d.DataRef.Root['/'] === rootCid && !FAILED_STATES.has(d.State) && d.DataRef.RawBlockSize > 0);
+    const all = (await this.call<DealInfo[] | null>('ClientListDeals', [], { ...o, op: 'locate' })) ?? [];
+    const candidates = all.filter(
+      (d) =>
+        d.Provider === this.cfg.minerId &&
+        d.DataRef.Root['/'] === rootCid &&
+        !FAILED_STATES.has(d.State) &&
+        d.DataRef.RawBlockSize > 0,
+    );
     for (const d of candidates.reverse()) {
       const pieceCid = pieceCidV2(d.PieceCID['/'], (d.DataRef.PieceSize / 127) * 128, d.DataRef.RawBlockSize);
       if (!(await this.status({ pieceCid }, o)).present) continue;
-      const hash = crypto.createHash('sha256');
-      for await (const c of this.readRange({ pieceCid }, 0, undefined, o)) hash.update(c as Buffer);
-      return { pieceCid, carCid: carCidFromSha256(hash.digest()), rootCid, bytes: d.DataRef.RawBlockSize };
+      const { carCid } = await carCidOfStream(this.readRange({ pieceCid }, o));
+      return { pieceCid, carCid, rootCid, bytes: d.DataRef.RawBlockSize };
     }
     return undefined;
   }
 
-  async delete(piece: Pick<PieceRef, 'pieceCid'>): Promise<void> {
-    throw new DeletionUnsupportedError(`a Filecoin deal cannot be ended by its client; the piece lapses when it is not renewed ${this.where(piece.pieceCid)}`);
+  async delete(piece: Pick<PieceRef, 'pieceCid'>, _o: CallOptions = {}): Promise<void> {
+    throw new DeletionUnsupportedError(
+      `a Filecoin deal cannot be ended by its client; the piece lapses when it is not renewed ${this.where(piece.pieceCid)}`,
+    );
   }
 }
 
@@ -459,4 +604,3 @@ function decodeRle(runs: number[] | null): Set<number> {
   });
   return set;
 }
-

@@ -3,29 +3,9 @@
  * Pieces are keyed by their piece CID (CommP v2); `put` is idempotent by that key.
  */
 import type { Readable } from 'node:stream';
+import type { PieceRef, Placement } from '../../shared/types.js';
 
-export interface PieceRef {
-  /** FRC-0069 v2 piece CID of the CAR bytes. */
-  pieceCid: string;
-  /** CID (sha256, CAR codec) of the exact CAR bytes: checked on every write and read. */
-  carCid: string;
-  /** The CAR's header root: lets a manifest be found by its CID alone. */
-  rootCid: string;
-  /** Length of the CAR in bytes. */
-  bytes: number;
-}
-
-export interface Placement {
-  providerId: string;
-  pieceCid: string;
-  /** True when the piece was already there (idempotent re-put). */
-  existed: boolean;
-  storedAt: string;
-  /** When the provider stops keeping it, if it ever does (ISO time). */
-  expiresAt?: string;
-  /** How the stored bytes were checked, when not by hashing them on the way in. */
-  evidence?: string;
-}
+export type { PieceRef, Placement };
 
 export interface ReplicaStatus {
   providerId: string;
@@ -38,6 +18,12 @@ export interface ReplicaStatus {
 
 export interface CallOptions {
   signal?: AbortSignal;
+}
+
+/** A byte range of a piece: from `offset` (default 0), `length` bytes (to the end when omitted). */
+export interface RangeOptions extends CallOptions {
+  offset?: number;
+  length?: number;
 }
 
 export interface PutOptions extends CallOptions {
@@ -58,7 +44,7 @@ export interface StorageProvider {
   put(piece: PieceRef, open: () => Readable, o?: PutOptions): Promise<Placement>;
   status(piece: Pick<PieceRef, 'pieceCid'>, o?: CallOptions): Promise<ReplicaStatus>;
   /** Read `length` bytes from `offset` (to the end when length is omitted). */
-  readRange(piece: Pick<PieceRef, 'pieceCid'>, offset: number, length: number | undefined, o?: CallOptions): Readable;
+  readRange(piece: Pick<PieceRef, 'pieceCid'>, o?: RangeOptions): Readable;
   /** Find a piece by the root CID in its CAR header (used to locate manifests). */
   locate(rootCid: string, o?: CallOptions): Promise<PieceRef | undefined>;
   delete(piece: Pick<PieceRef, 'pieceCid'>, o?: CallOptions): Promise<void>;

@@ -33,7 +33,10 @@ export class ProviderSet {
   }
   get(id: string): StorageProvider {
     const p = this.byId.get(id);
-    if (!p) throw new UnknownProviderError(`unknown provider '${id}' (configured: ${[...this.byId.keys()].join(', ') || 'none'})`);
+    if (!p)
+      throw new UnknownProviderError(
+        `unknown provider '${id}' (configured: ${[...this.byId.keys()].join(', ') || 'none'})`,
+      );
     return p;
   }
   all(): StorageProvider[] {

@@ -5,35 +5,76 @@
  *   pieces/<pieceCid>.car   the CAR bytes; user metadata piececid, carcid, rootcid, bytes
  *   roots/<rootCid>         a pointer object whose body is the piece CID (for `locate`)
  *
- * Writes stream through a multipart Upload (lib-storage) while the bytes are hashed; when the
- * hash or length does not match the piece, the stream fails before the upload completes, so S3
- * never makes the object visible (multipart parts are aborted). The SDK's own retries are off:
+ * Writes stream through a multipart upload of our own while the bytes are hashed; when the hash
+ * or length does not match the piece, the stream fails before the upload completes, so S3 never
+ * makes the object visible (the multipart upload is aborted). Bodies go UNSIGNED-PAYLOAD with a
+ * CRC32 per part (see kit/s3.ts): one sha256 per byte, ours, instead of three. The SDK's own retries are off:
  * Temporal retries. Credentials come from environment variables named in the config, read
  * once when the provider is built, so secrets never enter config that reaches a workflow.
  */
-import crypto from 'node:crypto';
+import fsp from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import {
-  DeleteObjectCommand, GetObjectCommand, HeadBucketCommand, HeadObjectCommand, PutObjectCommand, S3Client,
-  type HeadObjectCommandOutput, type S3ClientConfig,
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadBucketCommand,
+  HeadObjectCommand,
+  PutObjectCommand,
+  UploadPartCommand,
+  type CompletedPart,
+  type HeadObjectCommandOutput,
+  type S3Client,
 } from '@aws-sdk/client-s3';
-import { Upload } from '@aws-sdk/lib-storage';
 import type { S3ProviderConfig } from '../../config/schema.js';
 import {
-  BucketNotFoundError, ConfigError, IntegrityError, isNetworkError, PieceNotFoundError, ProviderAuthError,
-  ProviderUnavailableError, ProvenantError, StoreError,
+  BucketNotFoundError,
+  isNetworkError,
+  PieceNotFoundError,
+  ProviderAuthError,
+  ProviderUnavailableError,
+  ProvenantError,
 } from '../errors.js';
-import { carCidFromSha256 } from '../pack/cids.js';
-import type { CallOptions, PieceRef, Placement, ReplicaStatus, StorageProvider } from './provider.js';
+import { httpStatusError, providerFailure, type ProviderOp as Op } from './kit/http-status.js';
+import { createS3Client, s3ErrorInfo } from './kit/s3.js';
+import { verifiedStream } from './kit/verified-stream.js';
+import type {
+  CallOptions,
+  PieceRef,
+  Placement,
+  PutOptions,
+  ReplicaStatus,
+  StorageProvider,
+  RangeOptions,
+} from './provider.js';
 
 const SAFE_CID = /^[a-z0-9]+$/;
-/** The S3 protocol's default region (MinIO's too), used when the config names none. */
-const S3_DEFAULT_REGION = 'us-east-1';
 /** S3 allows at most 10,000 parts per multipart upload. */
 const MAX_PARTS = 10_000;
+/** Parts of one piece on the wire at once (one more is being filled meanwhile). */
+const PUT_PARALLEL = 4;
 
-/** Where the SDK error came from, in the words of the error hierarchy. */
-type Op = 'put' | 'read' | 'status' | 'locate' | 'delete';
+/**
+ * A local file's bytes through one reused 1 MiB buffer: each chunk must be consumed (hashed and
+ * copied into a part) before the next is asked for, which the upload loop does. Reading this way
+ * instead of through `open()` allocates nothing per chunk, so memory stays flat.
+ */
+async function* readFileChunks(file: string, signal?: AbortSignal): AsyncGenerator<Buffer> {
+  const fh = await fsp.open(file, 'r');
+  try {
+    const buf = Buffer.allocUnsafeSlow(1 << 20);
+    for (;;) {
+      signal?.throwIfAborted();
+      const { bytesRead } = await fh.read(buf, 0, buf.length, null);
+      if (bytesRead === 0) return;
+      yield buf.subarray(0, bytesRead);
+    }
+  } finally {
+    await fh.close();
+  }
+}
 
 export class S3Provider implements StorageProvider {
   readonly kind = 's3';
@@ -48,33 +89,12 @@ export class S3Provider implements StorageProvider {
     this.bucket = cfg.bucket;
     this.prefix = cfg.prefix;
     this.partBytes = cfg.partBytes;
-    const options: S3ClientConfig = {
-      region: cfg.region ?? S3_DEFAULT_REGION,
-      endpoint: cfg.endpoint,
-      forcePathStyle: cfg.forcePathStyle,
-      maxAttempts: 1,
-      requestHandler: { connectionTimeout: cfg.connectTimeoutMs },
-    };
-    if (cfg.accessKeyIdEnv && cfg.secretAccessKeyEnv) {
-      const fields = { accessKeyIdEnv: cfg.accessKeyIdEnv, secretAccessKeyEnv: cfg.secretAccessKeyEnv, sessionTokenEnv: cfg.sessionTokenEnv };
-      const missing = Object.entries(fields).filter((f): f is [string, string] => !!f[1] && !env[f[1]]);
-      if (missing.length > 0) {
-        throw new ConfigError(
-          `provider '${cfg.id}': credentials environment variable(s) not set: ${missing.map(([, n]) => n).join(', ')}`,
-          missing.map(([field, n]) => ({ path: `providers.${cfg.id}.${field}`, message: `environment variable ${n} is not set` })),
-        );
-      }
-      options.credentials = {
-        accessKeyId: env[cfg.accessKeyIdEnv]!,
-        secretAccessKey: env[cfg.secretAccessKeyEnv]!,
-        sessionToken: cfg.sessionTokenEnv ? env[cfg.sessionTokenEnv] : undefined,
-      };
-    }
-    this.client = new S3Client(options);
+    this.client = createS3Client(cfg, { path: `providers.${cfg.id}`, env, verifiesBytes: true });
   }
 
   private pieceKey(pieceCid: string): string {
-    if (!SAFE_CID.test(pieceCid)) throw new PieceNotFoundError(`not a piece CID [provider=${this.id}, piece=${pieceCid}]`);
+    if (!SAFE_CID.test(pieceCid))
+      throw new PieceNotFoundError(`not a piece CID [provider=${this.id}, piece=${pieceCid}]`);
     return `${this.prefix}pieces/${pieceCid}.car`;
   }
 
@@ -89,73 +109,163 @@ export class S3Provider implements StorageProvider {
   /** HEAD the piece; undefined when absent (after making sure the bucket itself exists). */
   private async head(key: string, o: CallOptions, op: Op): Promise<HeadObjectCommandOutput | undefined> {
     try {
-      return await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }), { abortSignal: o.signal });
+      return await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }), {
+        abortSignal: o.signal,
+      });
     } catch (err) {
-      if (httpStatus(err) !== 404) throw this.typed(err, key, op);
+      if (s3ErrorInfo(err).status !== 404) throw this.typed(err, key, op);
     }
     // HEAD answers 404 without a body for a missing bucket too: tell the two apart.
     try {
       await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }), { abortSignal: o.signal });
     } catch (err) {
-      if (httpStatus(err) === 404) throw new BucketNotFoundError(`bucket does not exist ${this.where(key)}`, { cause: err });
+      if (s3ErrorInfo(err).status === 404)
+        throw new BucketNotFoundError(`bucket does not exist ${this.where(key)}`, { cause: err });
       throw this.typed(err, key, op);
     }
     return undefined;
   }
 
-  async put(piece: PieceRef, open: () => Readable, o: CallOptions = {}): Promise<Placement> {
+  async put(piece: PieceRef, open: () => Readable, o: PutOptions = {}): Promise<Placement> {
     const key = this.pieceKey(piece.pieceCid);
     const existing = await this.head(key, o, 'put');
     if (existing && existing.ContentLength === piece.bytes && existing.Metadata?.carcid === piece.carCid) {
       await this.pointRoot(piece, o);
-      return { providerId: this.id, pieceCid: piece.pieceCid, existed: true, storedAt: (existing.LastModified ?? new Date()).toISOString() };
+      return {
+        providerId: this.id,
+        pieceCid: piece.pieceCid,
+        existed: true,
+        storedAt: (existing.LastModified ?? new Date()).toISOString(),
+      };
     }
 
-    const hash = crypto.createHash('sha256');
-    let bytes = 0;
-    let mismatch: IntegrityError | undefined;
-    const where = this.where(key);
-    const body = Readable.from(
-      (async function* () {
-        for await (const chunk of open() as AsyncIterable<Buffer>) {
-          hash.update(chunk);
-          bytes += chunk.length;
-          yield chunk;
-        }
-        const got = carCidFromSha256(hash.digest());
-        if (got !== piece.carCid || bytes !== piece.bytes) {
-          // Thrown before the last part is handed over, so the upload never completes.
-          mismatch = new IntegrityError(`bytes sent do not match the shard ${where}: expected ${piece.carCid}/${piece.bytes}, got ${got}/${bytes}`);
-          throw mismatch;
-        }
-      })(),
-    );
-    const upload = new Upload({
-      client: this.client,
-      params: {
-        Bucket: this.bucket,
-        Key: key,
-        Body: body,
-        ContentType: 'application/vnd.ipld.car',
-        Metadata: { piececid: piece.pieceCid, carcid: piece.carCid, rootcid: piece.rootCid, bytes: String(piece.bytes) },
-      },
-      partSize: Math.max(this.partBytes, Math.ceil(piece.bytes / MAX_PARTS)),
-      queueSize: 4,
-      leavePartsOnError: false,
-    });
-    const onAbort = () => void upload.abort().catch(() => {});
-    o.signal?.addEventListener('abort', onAbort, { once: true });
-    try {
-      await upload.done();
-    } catch (err) {
-      if (mismatch) throw mismatch;
-      body.destroy();
-      throw this.typed(err, key, 'put');
-    } finally {
-      o.signal?.removeEventListener('abort', onAbort);
-    }
+    // The file reader goes in bare: a Readable around it would read ahead into the buffer it reuses.
+    await this.upload(key, piece, o.localFile ? readFileChunks(o.localFile, o.signal) : open(), o);
     await this.pointRoot(piece, o);
     return { providerId: this.id, pieceCid: piece.pieceCid, existed: false, storedAt: new Date().toISOString() };
+  }
+
+  /**
+   * Stream the CAR into `key` through a multipart upload of our own: the bytes pass the kit's
+   * verified stream (CAR CID and length), are copied into one of a few reused part buffers, and
+   * go out `PUT_PARALLEL` parts at a time, each with its CRC32 checked by the server. Memory is
+   * bounded by (PUT_PARALLEL + 1) parts whatever the piece's size, with no buffer churn (lib-storage
+   * concatenates a fresh buffer per part). The upload completes only once the stream has ended
+   * and matched; on any failure it is aborted, so S3 never shows the object.
+   */
+  private async upload(key: string, piece: PieceRef, src: AsyncIterable<Uint8Array>, o: CallOptions): Promise<void> {
+    const done = () => void (src as Partial<Readable>).destroy?.();
+    const checked = verifiedStream(src, piece, { provider: this.id, piece: piece.pieceCid, what: 'bytes sent' });
+    const partBytes = Math.max(this.partBytes, Math.ceil(piece.bytes / MAX_PARTS));
+    const meta = {
+      Bucket: this.bucket,
+      Key: key,
+      ContentType: 'application/vnd.ipld.car',
+      Metadata: { piececid: piece.pieceCid, carcid: piece.carCid, rootcid: piece.rootCid, bytes: String(piece.bytes) },
+    };
+    const at = { abortSignal: o.signal };
+    if (piece.bytes <= partBytes) {
+      // One part's worth: a single PUT of the verified bytes (they are all read before it is sent).
+      const chunks: Buffer[] = [];
+      try {
+        for await (const c of checked) chunks.push(Buffer.from(c));
+      } finally {
+        done();
+      }
+      try {
+        await this.client.send(
+          new PutObjectCommand({ ...meta, Body: Buffer.concat(chunks), ChecksumAlgorithm: 'CRC32' }),
+          at,
+        );
+      } catch (err) {
+        throw this.typed(err, key, 'put');
+      }
+      return;
+    }
+    let uploadId: string | undefined;
+    const inFlight = new Set<Promise<void>>();
+    const parts: CompletedPart[] = [];
+    const free: Buffer[] = [];
+    let failure: unknown;
+    try {
+      const created = await this.client.send(
+        new CreateMultipartUploadCommand({ ...meta, ChecksumAlgorithm: 'CRC32' }),
+        at,
+      );
+      uploadId = created.UploadId;
+      const sendPart = (buf: Buffer, length: number, partNumber: number) => {
+        const p: Promise<void> = this.client
+          .send(
+            new UploadPartCommand({
+              Bucket: this.bucket,
+              Key: key,
+              UploadId: uploadId,
+              PartNumber: partNumber,
+              Body: buf.subarray(0, length),
+              ContentLength: length,
+              ChecksumAlgorithm: 'CRC32',
+            }),
+            at,
+          )
+          .then((r) => {
+            parts.push({ PartNumber: partNumber, ETag: r.ETag, ChecksumCRC32: r.ChecksumCRC32 });
+            free.push(buf);
+          })
+          .catch((err: unknown) => {
+            failure ??= err;
+          })
+          .finally(() => inFlight.delete(p));
+        inFlight.add(p);
+      };
+      let buf: Buffer | undefined;
+      let filled = 0;
+      let partNumber = 0;
+      for await (const chunk of checked) {
+        for (let from = 0; from < chunk.length;) {
+          if (failure) throw failure;
+          if (!buf) {
+            o.signal?.throwIfAborted();
+            while (inFlight.size >= PUT_PARALLEL && !failure) await Promise.race(inFlight);
+            if (failure) throw failure;
+            buf = free.pop() ?? Buffer.allocUnsafeSlow(partBytes);
+            filled = 0;
+          }
+          const n = Math.min(chunk.length - from, partBytes - filled);
+          chunk.copy(buf, filled, from, from + n);
+          filled += n;
+          from += n;
+          if (filled === partBytes) {
+            sendPart(buf, filled, ++partNumber);
+            buf = undefined;
+          }
+        }
+      }
+      // The stream has ended and matched the piece: the last bytes may go, then the whole.
+      if (buf && filled > 0) sendPart(buf, filled, ++partNumber);
+      await Promise.all(inFlight);
+      if (failure) throw failure;
+      parts.sort((a, b) => a.PartNumber! - b.PartNumber!);
+      await this.client.send(
+        new CompleteMultipartUploadCommand({
+          Bucket: this.bucket,
+          Key: key,
+          UploadId: uploadId,
+          MultipartUpload: { Parts: parts },
+        }),
+        at,
+      );
+      uploadId = undefined;
+    } catch (err) {
+      done();
+      await Promise.allSettled(inFlight);
+      if (uploadId) {
+        await this.client
+          .send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId }))
+          .catch(() => {});
+      }
+      if (checked.failure) throw checked.failure;
+      throw this.typed(err, key, 'put');
+    }
   }
 
   /** Write the roots/<rootCid> pointer unless it already points at this piece. */
@@ -174,10 +284,12 @@ export class S3Provider implements StorageProvider {
 
   private async readPointer(key: string, o: CallOptions, op: Op): Promise<string | undefined> {
     try {
-      const r = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }), { abortSignal: o.signal });
+      const r = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }), {
+        abortSignal: o.signal,
+      });
       return (await r.Body!.transformToString()).trim();
     } catch (err) {
-      if (errorName(err) === 'NoSuchKey') return undefined;
+      if (s3ErrorInfo(err).name === 'NoSuchKey') return undefined;
       throw this.typed(err, key, op);
     }
   }
@@ -187,19 +299,23 @@ export class S3Provider implements StorageProvider {
     return { providerId: this.id, pieceCid: piece.pieceCid, present: !!h, bytes: h?.ContentLength };
   }
 
-  readRange(piece: Pick<PieceRef, 'pieceCid'>, offset: number, length: number | undefined, o: CallOptions = {}): Readable {
+  readRange(piece: Pick<PieceRef, 'pieceCid'>, o: RangeOptions = {}): Readable {
+    const { offset = 0, length } = o;
     if (length === 0) return Readable.from([]);
     const key = this.pieceKey(piece.pieceCid);
-    const range = length === undefined ? (offset > 0 ? `bytes=${offset}-` : undefined) : `bytes=${offset}-${offset + length - 1}`;
+    const range =
+      length === undefined ? (offset > 0 ? `bytes=${offset}-` : undefined) : `bytes=${offset}-${offset + length - 1}`;
     const self = this;
     return Readable.from(
       (async function* () {
         let body: AsyncIterable<Uint8Array>;
         try {
-          const r = await self.client.send(new GetObjectCommand({ Bucket: self.bucket, Key: key, Range: range }), { abortSignal: o.signal });
+          const r = await self.client.send(new GetObjectCommand({ Bucket: self.bucket, Key: key, Range: range }), {
+            abortSignal: o.signal,
+          });
           body = r.Body as AsyncIterable<Uint8Array>;
         } catch (err) {
-          if (errorName(err) === 'InvalidRange') return; // offset at or past the end: nothing to read
+          if (s3ErrorInfo(err).name === 'InvalidRange') return; // offset at or past the end: nothing to read
           throw self.typed(err, key, 'read');
         }
         try {
@@ -229,8 +345,14 @@ export class S3Provider implements StorageProvider {
     try {
       await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }), { abortSignal: o.signal });
       const rootCid = h.Metadata?.rootcid;
-      if (rootCid && SAFE_CID.test(rootCid) && (await this.readPointer(this.rootKey(rootCid), o, 'delete')) === piece.pieceCid) {
-        await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.rootKey(rootCid) }), { abortSignal: o.signal });
+      if (
+        rootCid &&
+        SAFE_CID.test(rootCid) &&
+        (await this.readPointer(this.rootKey(rootCid), o, 'delete')) === piece.pieceCid
+      ) {
+        await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.rootKey(rootCid) }), {
+          abortSignal: o.signal,
+        });
       }
     } catch (err) {
       throw this.typed(err, key, 'delete');
@@ -242,35 +364,19 @@ export class S3Provider implements StorageProvider {
   }
 
   /** Map an SDK or network error onto the error hierarchy, keeping it as the cause. */
+  /** Map an SDK or network error onto the error hierarchy (S3's error names first, then the HTTP status rules), keeping it as the cause. */
   private typed(err: unknown, key: string, op: Op): ProvenantError {
     if (ProvenantError.is(err)) return err;
-    const name = errorName(err);
-    const status = httpStatus(err);
+    const { name, status, auth, why } = s3ErrorInfo(err);
     const where = this.where(key);
-    const message = (err as Error)?.message ?? String(err);
-    const why = [status && `HTTP ${status}`, name && name !== 'Unknown' && name !== 'Error' && name, message !== 'UnknownError' && message]
-      .filter(Boolean)
-      .join(': ');
     if (name === 'NoSuchBucket') return new BucketNotFoundError(`bucket does not exist ${where}`, { cause: err });
     if (name === 'NoSuchKey') return new PieceNotFoundError(`piece not stored ${where}`, { cause: err });
-    if (
-      status === 401 || status === 403 ||
-      ['InvalidAccessKeyId', 'SignatureDoesNotMatch', 'AccessDenied', 'InvalidToken', 'ExpiredToken', 'CredentialsProviderError'].includes(name ?? '')
-    ) {
-      return new ProviderAuthError(`credentials rejected or access denied ${where}: ${why}`, { cause: err });
-    }
-    if ((status === undefined && isNetworkError(err)) || (status !== undefined && (status >= 500 || status === 429)) || name === 'SlowDown') {
+    if (auth) return new ProviderAuthError(`credentials rejected or access denied ${where}: ${why}`, { cause: err });
+    if (name === 'SlowDown' || (status === undefined && isNetworkError(err))) {
       return new ProviderUnavailableError(`S3 endpoint unavailable ${where}: ${why}`, { cause: err });
     }
-    if (op === 'read' || op === 'locate' || op === 'status') return new ProviderUnavailableError(`${op} failed ${where}: ${why}`, { cause: err });
-    return new StoreError(`${op} failed ${where}: ${why}`, { cause: err });
+    if (status !== undefined)
+      return httpStatusError(status, { side: 'provider', op, message: `S3 ${op} failed ${where}: ${why}`, cause: err });
+    return providerFailure(op, `${op} failed ${where}: ${why}`, err);
   }
-}
-
-function errorName(err: unknown): string | undefined {
-  return (err as { name?: string } | undefined)?.name;
-}
-
-function httpStatus(err: unknown): number | undefined {
-  return (err as { $metadata?: { httpStatusCode?: number } } | undefined)?.$metadata?.httpStatusCode;
 }

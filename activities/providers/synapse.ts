@@ -28,20 +28,32 @@
  * delete schedules the piece's removal (applied by PDPVerifier at the next proving period).
  * Dates come from epochs relative to the chain head (30 s an epoch), not from genesis.
  */
-import crypto from 'node:crypto';
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { Readable } from 'node:stream';
-import { rangeOfBody } from './http-range.js';
+import { fetchWithTimeout, readPieceRange } from './http-range.js';
 import type { Chain } from '@filoz/synapse-core/chains';
 import type { PieceCID } from '@filoz/synapse-core/piece';
 import type { PDPProvider, Synapse } from '@filoz/synapse-sdk';
 import type { Hex, PrivateKeyAccount } from 'viem';
 import type { SynapseProviderConfig } from '../../config/schema.js';
 import {
-  CommitPendingError, ConfigError, InsufficientFundsError, IntegrityError, isNetworkError, PieceNotFoundError, PieceSizeExceededError,
-  ProviderAuthError, ProviderUnavailableError, ProvenantError, RenewalPendingError, StoreError,
+  CommitPendingError,
+  ConfigError,
+  InsufficientFundsError,
+  isNetworkError,
+  PieceNotFoundError,
+  PieceSizeExceededError,
+  ProviderAuthError,
+  ProviderUnavailableError,
+  ProvenantError,
+  RenewalPendingError,
+  StoreError,
 } from '../errors.js';
-import { carCidFromSha256 } from '../pack/cids.js';
-import type { CallOptions, PieceRef, Placement, ReplicaStatus, StorageProvider } from './provider.js';
+import { requireEnv } from './kit/env.js';
+import { httpStatusError, providerFailure, type ProviderOp as Op } from './kit/http-status.js';
+import { abortable } from './kit/signal.js';
+import { verifiedStream } from './kit/verified-stream.js';
+import type { CallOptions, PieceRef, Placement, ReplicaStatus, StorageProvider, RangeOptions } from './provider.js';
 
 const EPOCH_MS = 30_000;
 const EPOCHS_PER_DAY = 2880n;
@@ -52,20 +64,53 @@ const MAX_GENERATIONS = 64;
 
 /** The SDK and viem, imported on first use: together they take most of a second to load. */
 async function loadSdk() {
-  const [main, chains, Abis, Pay, PDPVerifier, Piece, SP, typedData, utils, warm, viem, accounts, actions] = await Promise.all([
-    import('@filoz/synapse-sdk'), import('@filoz/synapse-core/chains'), import('@filoz/synapse-core/abis'), import('@filoz/synapse-core/pay'),
-    import('@filoz/synapse-core/pdp-verifier'), import('@filoz/synapse-core/piece'), import('@filoz/synapse-core/sp'),
-    import('@filoz/synapse-core/typed-data'), import('@filoz/synapse-core/utils'), import('@filoz/synapse-core/warm-storage'),
-    import('viem'), import('viem/accounts'), import('viem/actions'),
-  ]);
-  return { Synapse: main.Synapse, chains, Abis, Pay, PDPVerifier, Piece, SP, typedData, utils, warm, viem, accounts, actions };
+  const [main, chains, Abis, Pay, PDPVerifier, Piece, SP, typedData, utils, warm, viem, accounts, actions] =
+    await Promise.all([
+      import('@filoz/synapse-sdk'),
+      import('@filoz/synapse-core/chains'),
+      import('@filoz/synapse-core/abis'),
+      import('@filoz/synapse-core/pay'),
+      import('@filoz/synapse-core/pdp-verifier'),
+      import('@filoz/synapse-core/piece'),
+      import('@filoz/synapse-core/sp'),
+      import('@filoz/synapse-core/typed-data'),
+      import('@filoz/synapse-core/utils'),
+      import('@filoz/synapse-core/warm-storage'),
+      import('viem'),
+      import('viem/accounts'),
+      import('viem/actions'),
+    ]);
+  return {
+    Synapse: main.Synapse,
+    chains,
+    Abis,
+    Pay,
+    PDPVerifier,
+    Piece,
+    SP,
+    typedData,
+    utils,
+    warm,
+    viem,
+    accounts,
+    actions,
+  };
 }
 type Sdk = Awaited<ReturnType<typeof loadSdk>>;
 let loading: Promise<Sdk> | undefined;
 /** Set once loaded; every public method awaits `load()` before using it. */
 let sdk: Sdk;
 
-type Op = 'put' | 'read' | 'status' | 'locate' | 'delete' | 'renew';
+/**
+ * The signal of the provider call a chain request is made for: viem's contract reads take none,
+ * so the transport's fetch picks it up from here and aborts with the call.
+ */
+const callSignal = new AsyncLocalStorage<AbortSignal | undefined>();
+const fetchWithCallSignal: typeof fetch = (input, init) => {
+  const signals = [init?.signal, callSignal.getStore()].filter((x): x is AbortSignal => !!x);
+  return fetch(input, { ...init, signal: signals.length > 1 ? AbortSignal.any(signals) : signals[0] });
+};
+
 interface DataSetRef {
   /** Undefined until the first commit creates it. */
   dataSetId?: bigint;
@@ -91,10 +136,11 @@ export class SynapseProvider implements StorageProvider {
     env: NodeJS.ProcessEnv = process.env,
   ) {
     this.id = cfg.id;
-    const key = env[cfg.privateKeyEnv];
-    const issue = !key ? `environment variable ${cfg.privateKeyEnv} is not set` : !/^0x[0-9a-fA-F]{64}$/.test(key) ? `environment variable ${cfg.privateKeyEnv} does not hold a private key (0x + 64 hex digits)` : undefined;
-    if (issue) throw new ConfigError(`provider '${cfg.id}': ${issue}`, [{ path: `providers.${cfg.id}.privateKeyEnv`, message: issue }]);
-    this.key = key as Hex;
+    this.key = requireEnv(cfg.privateKeyEnv, {
+      path: `providers.${cfg.id}.privateKeyEnv`,
+      env,
+      format: { pattern: /^0x[0-9a-fA-F]{64}$/, description: 'a private key (0x + 64 hex digits)' },
+    }) as Hex;
   }
 
   /** Load the SDK and build the client, once. */
@@ -108,11 +154,28 @@ export class SynapseProvider implements StorageProvider {
         account: this.account,
         chain: this.chain,
         // One attempt per call: Temporal owns retries.
-        transport: m.viem.http(this.cfg.rpcUrl, { retryCount: 0, timeout: this.cfg.requestTimeoutMs }),
+        transport: m.viem.http(this.cfg.rpcUrl, {
+          retryCount: 0,
+          timeout: this.cfg.requestTimeoutMs,
+          fetchFn: fetchWithCallSignal,
+        }),
         source: 'provenant',
       });
     });
     return this.loaded;
+  }
+
+  /**
+   * Run one provider call under its signal: chain reads abort with it (callSignal), and SDK
+   * requests that take no signal stop being waited for.
+   */
+  private scoped<T>(o: CallOptions, work: () => Promise<T>): Promise<T> {
+    return callSignal.run(o.signal, () =>
+      abortable(o.signal, async () => {
+        await this.load();
+        return work();
+      }),
+    );
   }
 
   private get client() {
@@ -129,7 +192,11 @@ export class SynapseProvider implements StorageProvider {
       this.providerInfo = undefined;
       if (/not found in registry/.test(String((err as Error)?.message))) {
         const message = `storage provider ${this.cfg.providerId} is not in the ServiceProviderRegistry`;
-        throw new ConfigError(`provider '${this.id}': ${message}`, [{ path: `providers.${this.id}.providerId`, message }], { cause: err });
+        throw new ConfigError(
+          `provider '${this.id}': ${message}`,
+          [{ path: `providers.${this.id}.providerId`, message }],
+          { cause: err },
+        );
       }
       throw this.typed(err, 'status');
     });
@@ -148,20 +215,31 @@ export class SynapseProvider implements StorageProvider {
       const info = await sdk.warm.getDataSet(this.client, { dataSetId }).catch((err: unknown) => {
         throw this.typed(err, 'status');
       });
-      if (!info) throw new ConfigError(`provider '${this.id}': data set ${dataSetId} does not exist`, [{ path: `providers.${this.id}.dataSetId`, message: 'no such data set' }]);
+      if (!info)
+        throw new ConfigError(`provider '${this.id}': data set ${dataSetId} does not exist`, [
+          { path: `providers.${this.id}.dataSetId`, message: 'no such data set' },
+        ]);
       if (info.payer.toLowerCase() !== this.account.address.toLowerCase()) {
-        throw new ProviderAuthError(`data set ${dataSetId} belongs to ${info.payer}, not to this wallet (${this.account.address}) ${this.where()}`);
+        throw new ProviderAuthError(
+          `data set ${dataSetId} belongs to ${info.payer}, not to this wallet (${this.account.address}) ${this.where()}`,
+        );
       }
       if (info.providerId !== BigInt(this.cfg.providerId)) {
         const message = `data set ${dataSetId} is with provider ${info.providerId}, not ${this.cfg.providerId}`;
-        throw new ConfigError(`provider '${this.id}': ${message}`, [{ path: `providers.${this.id}.dataSetId`, message }]);
+        throw new ConfigError(`provider '${this.id}': ${message}`, [
+          { path: `providers.${this.id}.dataSetId`, message },
+        ]);
       }
       return (this.dataSetRef = { dataSetId, clientDataSetId: info.clientDataSetId });
     }
-    const clientDataSetId = BigInt(sdk.viem.keccak256(sdk.viem.encodeAbiParameters(
-      [{ type: 'string' }, { type: 'address' }, { type: 'uint256' }, { type: 'string' }],
-      ['provenant/data-set', this.account.address, BigInt(this.cfg.providerId), this.cfg.dataSetLabel],
-    )));
+    const clientDataSetId = BigInt(
+      sdk.viem.keccak256(
+        sdk.viem.encodeAbiParameters(
+          [{ type: 'string' }, { type: 'address' }, { type: 'uint256' }, { type: 'string' }],
+          ['provenant/data-set', this.account.address, BigInt(this.cfg.providerId), this.cfg.dataSetLabel],
+        ),
+      ),
+    );
     const used = await this.clientNonce(clientDataSetId, 'status');
     this.dataSetRef = { clientDataSetId, dataSetId: used === 0n ? undefined : used };
     return this.dataSetRef;
@@ -171,7 +249,10 @@ export class SynapseProvider implements StorageProvider {
   private async clientNonce(nonce: bigint, op: Op): Promise<bigint> {
     try {
       return await sdk.actions.readContract(this.client, {
-        address: this.chain.contracts.fwssView.address, abi: sdk.Abis.fwssView, functionName: 'clientNonces', args: [this.account.address, nonce],
+        address: this.chain.contracts.fwssView.address,
+        abi: sdk.Abis.fwssView,
+        functionName: 'clientNonces',
+        args: [this.account.address, nonce],
       });
     } catch (err) {
       throw this.typed(err, op);
@@ -180,14 +261,22 @@ export class SynapseProvider implements StorageProvider {
 
   /** The nonce of the `generation`-th commit of this piece to our data set. */
   private addNonce(clientDataSetId: bigint, pieceCid: PieceCID, generation: number): bigint {
-    return BigInt(sdk.viem.keccak256(sdk.viem.encodeAbiParameters(
-      [{ type: 'string' }, { type: 'uint256' }, { type: 'bytes' }, { type: 'uint256' }],
-      ['provenant/add-pieces', clientDataSetId, sdk.viem.toHex(pieceCid.bytes), BigInt(generation)],
-    )));
+    return BigInt(
+      sdk.viem.keccak256(
+        sdk.viem.encodeAbiParameters(
+          [{ type: 'string' }, { type: 'uint256' }, { type: 'bytes' }, { type: 'uint256' }],
+          ['provenant/add-pieces', clientDataSetId, sdk.viem.toHex(pieceCid.bytes), BigInt(generation)],
+        ),
+      ),
+    );
   }
 
   /** Ids of the piece in the data set that are live and not scheduled for removal. */
-  private async livePieceIds(dataSetId: bigint, pieceCid: PieceCID, op: Op): Promise<{ ids: bigint[]; scheduled: boolean }> {
+  private async livePieceIds(
+    dataSetId: bigint,
+    pieceCid: PieceCID,
+    op: Op,
+  ): Promise<{ ids: bigint[]; scheduled: boolean }> {
     try {
       const [ids, removals] = await Promise.all([
         sdk.PDPVerifier.findPieceIdsByCid(this.client, { dataSetId, pieceCid, startPieceId: 0n, limit: 64n }),
@@ -208,109 +297,151 @@ export class SynapseProvider implements StorageProvider {
   }
 
   // ---- put ------------------------------------------------------------------------------------
-  async put(piece: PieceRef, open: () => Readable, o: CallOptions = {}): Promise<Placement> {
-    await this.load();
+  put(piece: PieceRef, open: () => Readable, o: CallOptions = {}): Promise<Placement> {
+    return this.scoped(o, () => this.store(piece, open, o));
+  }
+
+  private async store(piece: PieceRef, open: () => Readable, o: CallOptions): Promise<Placement> {
     const pieceCid = this.parse(piece.pieceCid);
     const provider = await this.provider();
-    const limit = Math.min(this.cfg.maxPieceBytes, sdk.utils.SIZE_CONSTANTS.MAX_UPLOAD_SIZE, Number((provider.pdp.maxPieceSizeInBytes * 127n) / 128n));
+    const limit = Math.min(
+      this.cfg.maxPieceBytes,
+      sdk.utils.SIZE_CONSTANTS.MAX_UPLOAD_SIZE,
+      Number((provider.pdp.maxPieceSizeInBytes * 127n) / 128n),
+    );
     if (piece.bytes > limit) {
-      throw new PieceSizeExceededError(`piece of ${piece.bytes} bytes exceeds the provider's limit of ${limit} bytes ${this.where(piece.pieceCid)}`);
+      throw new PieceSizeExceededError(
+        `piece of ${piece.bytes} bytes exceeds the provider's limit of ${limit} bytes ${this.where(piece.pieceCid)}`,
+      );
     }
     const ds = await this.dataSet();
 
     // 1. A commit this process sent earlier (an earlier attempt of this put): look at it once, never send it twice.
     const sent = this.pending.get(piece.pieceCid);
     if (sent) {
-      const s = await this.commitState(sent.statusUrl, sent.kind);
-      if (s.state === 'pending') throw new CommitPendingError(`commit sent, not on chain yet ${this.where(piece.pieceCid)}`);
+      const s = await this.commitState(sent, o);
+      if (s.state === 'pending')
+        throw new CommitPendingError(`commit sent, not on chain yet ${this.where(piece.pieceCid)}`);
       this.pending.delete(piece.pieceCid);
       if (s.state === 'confirmed') return this.placed(piece, s.dataSetId);
     }
     // Already committed (by anyone)?
     if (ds.dataSetId !== undefined && (await this.livePieceIds(ds.dataSetId, pieceCid, 'put')).ids.length > 0) {
-      return { providerId: this.id, pieceCid: piece.pieceCid, existed: true, storedAt: new Date().toISOString(), expiresAt: await this.expiry('put') };
+      return {
+        providerId: this.id,
+        pieceCid: piece.pieceCid,
+        existed: true,
+        storedAt: new Date().toISOString(),
+        expiresAt: await this.expiry('put'),
+      };
     }
 
     // 2. Store: the bytes parked at the provider, uploaded at most once.
     const serviceURL = await this.serviceUrl();
-    let parked = await this.parked(serviceURL, pieceCid);
+    let parked = await this.parked(serviceURL, pieceCid, o);
     if (parked === 'no') {
-      await this.upload(serviceURL, piece, pieceCid, open, o);
-      parked = await this.parked(serviceURL, pieceCid);
+      await this.upload(piece, open, { ...o, serviceURL, pieceCid });
+      parked = await this.parked(serviceURL, pieceCid, o);
     }
     if (parked !== 'yes') {
       // Uploaded, but the provider is still checking it (or lost it): committing now would fail.
-      throw new CommitPendingError(`stored; the provider has not finished processing the upload ${this.where(piece.pieceCid)}`);
+      throw new CommitPendingError(
+        `stored; the provider has not finished processing the upload ${this.where(piece.pieceCid)}`,
+      );
     }
 
     // 3. Commit.
-    return this.commit(serviceURL, provider, ds, piece, pieceCid);
+    return this.commit(piece, { ...o, serviceURL, provider, ds, pieceCid });
   }
 
   /** Whether the provider holds the piece's bytes (`GET /pdp/piece`; 202: still processing an upload). */
-  private async parked(serviceURL: string, pieceCid: PieceCID): Promise<'yes' | 'no' | 'processing'> {
-    const res = await this.fetch(new URL(`pdp/piece?pieceCid=${pieceCid.toString()}`, serviceURL), {}, 'put');
-    await res.body?.cancel();
+  private async parked(serviceURL: string, pieceCid: PieceCID, o: CallOptions): Promise<'yes' | 'no' | 'processing'> {
+    const res = await this.request(new URL(`pdp/piece?pieceCid=${pieceCid.toString()}`, serviceURL), {
+      ...o,
+      op: 'put',
+    });
     if (res.status === 404) return 'no';
     if (res.status === 202) return 'processing';
     if (res.ok) return 'yes';
-    throw this.httpError(res.status, `piece lookup answered HTTP ${res.status}`, 'put', pieceCid.toString());
+    throw httpStatusError(res.status, {
+      side: 'provider',
+      op: 'put',
+      message: `piece lookup ${this.where(pieceCid.toString())}`,
+    });
   }
 
-  private async upload(serviceURL: string, piece: PieceRef, pieceCid: PieceCID, open: () => Readable, o: CallOptions): Promise<void> {
-    const hash = crypto.createHash('sha256');
-    let bytes = 0;
-    let mismatch: IntegrityError | undefined;
-    const where = this.where(piece.pieceCid);
-    const checked = Readable.from((async function* () {
-      for await (const chunk of open() as AsyncIterable<Buffer>) {
-        hash.update(chunk);
-        bytes += chunk.length;
-        if (bytes > piece.bytes) break;
-        yield new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-      }
-      const got = carCidFromSha256(hash.digest());
-      if (got !== piece.carCid || bytes !== piece.bytes) {
-        // Thrown before the last chunk goes out: the upload is never finalised, nothing is parked.
-        mismatch = new IntegrityError(`bytes sent do not match the shard ${where}: expected ${piece.carCid}/${piece.bytes}, got ${got}/${bytes}`);
-        throw mismatch;
-      }
-    })());
+  private async upload(
+    piece: PieceRef,
+    open: () => Readable,
+    o: CallOptions & { serviceURL: string; pieceCid: PieceCID },
+  ): Promise<void> {
+    // A mismatch is thrown before the last chunk goes out: the upload is never finalised, nothing is parked.
+    const checked = verifiedStream(open(), piece, { provider: this.id, piece: piece.pieceCid, what: 'bytes sent' });
+    const body = Readable.from(checked);
     try {
       await sdk.SP.uploadPieceStreaming({
-        serviceURL, data: Readable.toWeb(checked) as ReadableStream<Uint8Array>, size: piece.bytes, pieceCid, signal: o.signal,
+        serviceURL: o.serviceURL,
+        data: Readable.toWeb(body) as ReadableStream<Uint8Array>,
+        size: piece.bytes,
+        pieceCid: o.pieceCid,
+        signal: o.signal,
       });
     } catch (err) {
-      if (mismatch) throw mismatch;
-      checked.destroy();
+      if (checked.failure) throw checked.failure;
+      body.destroy();
       throw this.typed(err, 'put', piece.pieceCid);
     }
   }
 
-  private async commit(serviceURL: string, provider: PDPProvider, ds: DataSetRef, piece: PieceRef, pieceCid: PieceCID): Promise<Placement> {
-    const metadata = sdk.utils.pieceMetadataObjectToEntry({ [META.root]: piece.rootCid, [META.car]: piece.carCid, [META.bytes]: String(piece.bytes) });
+  private async commit(
+    piece: PieceRef,
+    o: CallOptions & { serviceURL: string; provider: PDPProvider; ds: DataSetRef; pieceCid: PieceCID },
+  ): Promise<Placement> {
+    const { serviceURL, provider, ds, pieceCid } = o;
+    const metadata = sdk.utils.pieceMetadataObjectToEntry({
+      [META.root]: piece.rootCid,
+      [META.car]: piece.carCid,
+      [META.bytes]: String(piece.bytes),
+    });
     let generation = 0;
     if (ds.dataSetId !== undefined) {
       // The first nonce not yet used: earlier generations were committed and since deleted.
       while ((await this.clientNonce(this.addNonce(ds.clientDataSetId, pieceCid, generation), 'put')) !== 0n) {
-        if (++generation >= MAX_GENERATIONS) throw new StoreError(`piece committed ${MAX_GENERATIONS} times already ${this.where(piece.pieceCid)}`);
+        if (++generation >= MAX_GENERATIONS)
+          throw new StoreError(`piece committed ${MAX_GENERATIONS} times already ${this.where(piece.pieceCid)}`);
       }
     }
     const addExtra = await sdk.typedData.signAddPieces(this.client, {
-      clientDataSetId: ds.clientDataSetId, nonce: this.addNonce(ds.clientDataSetId, pieceCid, generation), pieces: [{ pieceCid, metadata }],
+      clientDataSetId: ds.clientDataSetId,
+      nonce: this.addNonce(ds.clientDataSetId, pieceCid, generation),
+      pieces: [{ pieceCid, metadata }],
     });
     let sent: { statusUrl: string; kind: 'create' | 'add' };
     try {
       if (ds.dataSetId !== undefined) {
-        const r = await sdk.SP.addPiecesApiRequest({ serviceURL, dataSetId: ds.dataSetId, pieces: [pieceCid], extraData: addExtra });
+        const r = await sdk.SP.addPiecesApiRequest({
+          serviceURL,
+          dataSetId: ds.dataSetId,
+          pieces: [pieceCid],
+          extraData: addExtra,
+        });
         sent = { statusUrl: r.statusUrl, kind: 'add' };
       } else {
         const createExtra = await sdk.typedData.signCreateDataSet(this.client, {
-          clientDataSetId: ds.clientDataSetId, payee: provider.serviceProvider,
+          clientDataSetId: ds.clientDataSetId,
+          payee: provider.serviceProvider,
           metadata: sdk.utils.datasetMetadataObjectToEntry({ provenant: this.cfg.dataSetLabel }, { cdn: false }),
         });
-        const extraData = sdk.viem.encodeAbiParameters(sdk.typedData.signcreateDataSetAndAddPiecesAbiParameters, [createExtra, addExtra]);
-        const r = await sdk.SP.createDataSetAndAddPiecesApiRequest({ serviceURL, recordKeeper: this.chain.contracts.fwss.address, extraData, pieces: [pieceCid] });
+        const extraData = sdk.viem.encodeAbiParameters(sdk.typedData.signcreateDataSetAndAddPiecesAbiParameters, [
+          createExtra,
+          addExtra,
+        ]);
+        const r = await sdk.SP.createDataSetAndAddPiecesApiRequest({
+          serviceURL,
+          recordKeeper: this.chain.contracts.fwss.address,
+          extraData,
+          pieces: [pieceCid],
+        });
         sent = { statusUrl: r.statusUrl, kind: 'create' };
       }
     } catch (err) {
@@ -323,26 +454,43 @@ export class SynapseProvider implements StorageProvider {
       throw e;
     }
     this.pending.set(piece.pieceCid, sent);
-    const s = await this.commitState(sent.statusUrl, sent.kind);
-    if (s.state === 'pending') throw new CommitPendingError(`stored; commit sent, not on chain yet ${this.where(piece.pieceCid)}`);
+    const s = await this.commitState(sent, o);
+    if (s.state === 'pending')
+      throw new CommitPendingError(`stored; commit sent, not on chain yet ${this.where(piece.pieceCid)}`);
     this.pending.delete(piece.pieceCid);
     if (s.state === 'rejected') {
       this.dataSetRef = undefined;
-      throw new StoreError(`commit rejected on chain; the piece stays parked at the provider and the next attempt commits it again ${this.where(piece.pieceCid)}`);
+      throw new StoreError(
+        `commit rejected on chain; the piece stays parked at the provider and the next attempt commits it again ${this.where(piece.pieceCid)}`,
+      );
     }
     return this.placed(piece, s.dataSetId);
   }
 
   private async placed(piece: PieceRef, dataSetId: bigint): Promise<Placement> {
     if (this.dataSetRef) this.dataSetRef.dataSetId = dataSetId;
-    return { providerId: this.id, pieceCid: piece.pieceCid, existed: false, storedAt: new Date().toISOString(), expiresAt: await this.expiry('put') };
+    return {
+      providerId: this.id,
+      pieceCid: piece.pieceCid,
+      existed: false,
+      storedAt: new Date().toISOString(),
+      expiresAt: await this.expiry('put'),
+    };
   }
 
   /** One look at a commit's status on the provider (the SDK's waitFor… would poll). */
-  private async commitState(statusUrl: string, kind: 'create' | 'add'): Promise<CommitState> {
+  private async commitState(
+    { statusUrl, kind }: { statusUrl: string; kind: 'create' | 'add' },
+    o: CallOptions,
+  ): Promise<CommitState> {
     const read = async (url: string) => {
-      const res = await this.fetch(url, {}, 'put');
-      if (!res.ok) throw this.httpError(res.status, `commit status answered HTTP ${res.status}: ${await res.text()}`, 'put');
+      const res = await this.request(url, { ...o, op: 'put' });
+      if (!res.ok)
+        throw httpStatusError(res.status, {
+          side: 'provider',
+          op: 'put',
+          message: `commit status ${this.where()}: ${await res.text()}`,
+        });
       return (await res.json()) as Record<string, unknown>;
     };
     let dataSetId: bigint;
@@ -353,7 +501,10 @@ export class SynapseProvider implements StorageProvider {
       const created = sdk.SP.CreateDataSetSuccessSchema.safeParse(c);
       if (!created.success) return { state: 'pending' };
       dataSetId = created.data.dataSetId;
-      addUrl = new URL(`/pdp/data-sets/${dataSetId}/pieces/added/${created.data.createMessageHash}`, statusUrl).toString();
+      addUrl = new URL(
+        `/pdp/data-sets/${dataSetId}/pieces/added/${created.data.createMessageHash}`,
+        statusUrl,
+      ).toString();
     }
     const a = await read(addUrl);
     if (a.txStatus === 'rejected') return { state: 'rejected' };
@@ -363,8 +514,11 @@ export class SynapseProvider implements StorageProvider {
   }
 
   // ---- status ---------------------------------------------------------------------------------
-  async status(piece: Pick<PieceRef, 'pieceCid'>, _o: CallOptions = {}): Promise<ReplicaStatus> {
-    await this.load();
+  status(piece: Pick<PieceRef, 'pieceCid'>, o: CallOptions = {}): Promise<ReplicaStatus> {
+    return this.scoped(o, () => this.statusNow(piece));
+  }
+
+  private async statusNow(piece: Pick<PieceRef, 'pieceCid'>): Promise<ReplicaStatus> {
     const pieceCid = this.parse(piece.pieceCid);
     const base = { providerId: this.id, pieceCid: piece.pieceCid };
     const ds = await this.dataSet();
@@ -378,22 +532,43 @@ export class SynapseProvider implements StorageProvider {
         sdk.actions.getBlockNumber(this.client, { cacheTime: 0 }),
       ]);
       if (!live || !info) return { ...base, present: false, detail: `data set ${dataSetId} is not live` };
-      lastProven = await sdk.actions.readContract(this.client, { address: this.chain.contracts.pdp.address, abi: sdk.Abis.pdp, functionName: 'getDataSetLastProvenEpoch', args: [dataSetId] });
+      lastProven = await sdk.actions.readContract(this.client, {
+        address: this.chain.contracts.pdp.address,
+        abi: sdk.Abis.pdp,
+        functionName: 'getDataSetLastProvenEpoch',
+        args: [dataSetId],
+      });
     } catch (err) {
       throw this.typed(err, 'status', piece.pieceCid);
     }
     const { ids, scheduled } = await this.livePieceIds(dataSetId, pieceCid, 'status');
-    if (ids.length === 0) return { ...base, present: false, detail: scheduled ? 'scheduled for removal' : `not in data set ${dataSetId}` };
+    if (ids.length === 0)
+      return { ...base, present: false, detail: scheduled ? 'scheduled for removal' : `not in data set ${dataSetId}` };
     const bytes = sdk.Piece.getSizeFromPieceCID(pieceCid);
     if (info.pdpEndEpoch !== 0n) {
       const expiresAt = this.dateOf(info.pdpEndEpoch, head);
-      if (info.pdpEndEpoch <= head) return { ...base, present: false, bytes, expiresAt, detail: `storage service terminated; paid until epoch ${info.pdpEndEpoch}` };
+      if (info.pdpEndEpoch <= head)
+        return {
+          ...base,
+          present: false,
+          bytes,
+          expiresAt,
+          detail: `storage service terminated; paid until epoch ${info.pdpEndEpoch}`,
+        };
     }
     let faults;
     try {
-      const since = lastProven + 1n > head - BigInt(this.cfg.faultLookbackEpochs) ? lastProven + 1n : head - BigInt(this.cfg.faultLookbackEpochs);
+      const since =
+        lastProven + 1n > head - BigInt(this.cfg.faultLookbackEpochs)
+          ? lastProven + 1n
+          : head - BigInt(this.cfg.faultLookbackEpochs);
       faults = await sdk.actions.getContractEvents(this.client, {
-        address: this.chain.contracts.fwss.address, abi: sdk.Abis.fwss, eventName: 'FaultRecord', args: { dataSetId }, fromBlock: since > 0n ? since : 0n, toBlock: head,
+        address: this.chain.contracts.fwss.address,
+        abi: sdk.Abis.fwss,
+        eventName: 'FaultRecord',
+        args: { dataSetId },
+        fromBlock: since > 0n ? since : 0n,
+        toBlock: head,
       });
     } catch (err) {
       throw this.typed(err, 'status', piece.pieceCid);
@@ -403,12 +578,22 @@ export class SynapseProvider implements StorageProvider {
     if (last) {
       const { periodsFaulted, deadline } = last.args as { periodsFaulted?: bigint; deadline?: bigint };
       return {
-        ...base, present: false, bytes, expiresAt,
+        ...base,
+        present: false,
+        bytes,
+        expiresAt,
         detail: `proof fault: ${faults.length} fault record(s) since the last proof (epoch ${lastProven}); latest missed the deadline at epoch ${deadline} (${periodsFaulted} period(s))`,
       };
     }
-    if (expiresAt && Date.parse(expiresAt) <= Date.now()) return { ...base, present: false, bytes, expiresAt, detail: `payment runway ran out at ${expiresAt}` };
-    return { ...base, present: true, bytes, expiresAt, detail: `data set ${dataSetId}, piece ${ids[0]}, last proven at epoch ${lastProven}` };
+    if (expiresAt && Date.parse(expiresAt) <= Date.now())
+      return { ...base, present: false, bytes, expiresAt, detail: `payment runway ran out at ${expiresAt}` };
+    return {
+      ...base,
+      present: true,
+      bytes,
+      expiresAt,
+      detail: `data set ${dataSetId}, piece ${ids[0]}, last proven at epoch ${lastProven}`,
+    };
   }
 
   /** When the deposit runs out at the current lockup rate (undefined: nothing is being paid). */
@@ -419,9 +604,16 @@ export class SynapseProvider implements StorageProvider {
 
   private async runway(op: Op): Promise<{ fundedUntil?: bigint; head: bigint; rate: bigint }> {
     try {
-      const [a, head] = await Promise.all([sdk.Pay.accounts(this.client, { address: this.account.address }), sdk.actions.getBlockNumber(this.client, { cacheTime: 0 })]);
+      const [a, head] = await Promise.all([
+        sdk.Pay.accounts(this.client, { address: this.account.address }),
+        sdk.actions.getBlockNumber(this.client, { cacheTime: 0 }),
+      ]);
       if (a.lockupRate === 0n) return { head, rate: 0n };
-      return { fundedUntil: a.lockupLastSettledAt + (a.funds - a.lockupCurrent) / a.lockupRate, head, rate: a.lockupRate };
+      return {
+        fundedUntil: a.lockupLastSettledAt + (a.funds - a.lockupCurrent) / a.lockupRate,
+        head,
+        rate: a.lockupRate,
+      };
     } catch (err) {
       throw this.typed(err, op);
     }
@@ -433,30 +625,34 @@ export class SynapseProvider implements StorageProvider {
   }
 
   // ---- read, locate, delete, renew ------------------------------------------------------------
-  readRange(piece: Pick<PieceRef, 'pieceCid'>, offset: number, length: number | undefined, o: CallOptions = {}): Readable {
+  readRange(piece: Pick<PieceRef, 'pieceCid'>, o: RangeOptions = {}): Readable {
+    const { offset = 0, length } = o;
     if (length === 0) return Readable.from([]);
     const self = this;
-    return Readable.from((async function* () {
-      await self.load();
-      const pieceCid = self.parse(piece.pieceCid);
-      const size = sdk.Piece.getSizeFromPieceCID(pieceCid);
-      if (offset >= size) return;
-      const last = length === undefined ? size - 1 : Math.min(size, offset + length) - 1;
-      const url = new URL(`piece/${pieceCid.toString()}`, await self.serviceUrl());
-      const res = await self.fetch(url, { headers: { Range: `bytes=${offset}-${last}` }, signal: o.signal }, 'read', true);
-      if (res.status === 404) throw new PieceNotFoundError(`piece not stored ${self.where(piece.pieceCid)}`);
-      if (res.status === 416) return;
-      if (res.status !== 206 && res.status !== 200) throw self.httpError(res.status, `retrieval answered HTTP ${res.status}`, 'read', piece.pieceCid);
-      try {
-        yield* rangeOfBody(res.body as unknown as AsyncIterable<Uint8Array>, res.status, offset, last);
-      } catch (err) {
-        throw self.typed(err, 'read', piece.pieceCid);
-      }
-    })(), { objectMode: false });
+    return Readable.from(
+      (async function* () {
+        const serviceURL = await self.scoped(o, () => self.serviceUrl());
+        const pieceCid = self.parse(piece.pieceCid);
+        const size = sdk.Piece.getSizeFromPieceCID(pieceCid);
+        if (offset >= size) return;
+        const last = length === undefined ? size - 1 : Math.min(size, offset + length) - 1;
+        yield* readPieceRange(new URL(`piece/${pieceCid.toString()}`, serviceURL), {
+          offset,
+          last,
+          signal: o.signal,
+          timeoutMs: self.cfg.requestTimeoutMs,
+          where: self.where(piece.pieceCid),
+        });
+      })(),
+      { objectMode: false },
+    );
   }
 
-  async locate(rootCid: string, _o: CallOptions = {}): Promise<PieceRef | undefined> {
-    await this.load();
+  locate(rootCid: string, o: CallOptions = {}): Promise<PieceRef | undefined> {
+    return this.scoped(o, () => this.find(rootCid));
+  }
+
+  private async find(rootCid: string): Promise<PieceRef | undefined> {
     const ds = await this.dataSet();
     if (ds.dataSetId === undefined) return undefined;
     const dataSetId = ds.dataSetId;
@@ -467,13 +663,20 @@ export class SynapseProvider implements StorageProvider {
         const pieces = page.pieces.filter((p) => !scheduled.has(p.id));
         const metas = await sdk.actions.multicall(this.client, {
           allowFailure: false,
-          contracts: pieces.map((p) => sdk.warm.getAllPieceMetadataCall({ chain: this.chain, dataSetId, pieceId: p.id })),
+          contracts: pieces.map((p) =>
+            sdk.warm.getAllPieceMetadataCall({ chain: this.chain, dataSetId, pieceId: p.id }),
+          ),
         });
         for (let i = 0; i < pieces.length; i++) {
           const [keys, values] = metas[i] as readonly [readonly string[], readonly string[]];
           const meta = Object.fromEntries(keys.map((k, j) => [k, values[j]]));
           if (meta[META.root] === rootCid && meta[META.car] && meta[META.bytes]) {
-            return { pieceCid: pieces[i]!.cid.toString(), carCid: meta[META.car]!, rootCid, bytes: Number(meta[META.bytes]) };
+            return {
+              pieceCid: pieces[i]!.cid.toString(),
+              carCid: meta[META.car]!,
+              rootCid,
+              bytes: Number(meta[META.bytes]),
+            };
           }
         }
         if (!page.hasMore) return undefined;
@@ -483,24 +686,36 @@ export class SynapseProvider implements StorageProvider {
     }
   }
 
-  async delete(piece: Pick<PieceRef, 'pieceCid'>, _o: CallOptions = {}): Promise<void> {
-    await this.load();
+  delete(piece: Pick<PieceRef, 'pieceCid'>, o: CallOptions = {}): Promise<void> {
+    return this.scoped(o, () => this.remove(piece, o));
+  }
+
+  private async remove(piece: Pick<PieceRef, 'pieceCid'>, o: CallOptions): Promise<void> {
     const pieceCid = this.parse(piece.pieceCid);
     const ds = await this.dataSet();
     if (ds.dataSetId === undefined) return;
     const { ids } = await this.livePieceIds(ds.dataSetId, pieceCid, 'delete');
     const serviceURL = await this.serviceUrl();
     for (const pieceId of ids) {
+      o.signal?.throwIfAborted();
       try {
-        await sdk.SP.schedulePieceDeletion(this.client, { serviceURL, dataSetId: ds.dataSetId, pieceId, clientDataSetId: ds.clientDataSetId });
+        await sdk.SP.schedulePieceDeletion(this.client, {
+          serviceURL,
+          dataSetId: ds.dataSetId,
+          pieceId,
+          clientDataSetId: ds.clientDataSetId,
+        });
       } catch (err) {
         throw this.typed(err, 'delete', piece.pieceCid);
       }
     }
   }
 
-  async renew(piece: Pick<PieceRef, 'pieceCid'>, _o: CallOptions = {}): Promise<{ expiresAt?: string }> {
-    await this.load();
+  renew(piece: Pick<PieceRef, 'pieceCid'>, o: CallOptions = {}): Promise<{ expiresAt?: string }> {
+    return this.scoped(o, () => this.topUp(piece));
+  }
+
+  private async topUp(piece: Pick<PieceRef, 'pieceCid'>): Promise<{ expiresAt?: string }> {
     const pieceCid = this.parse(piece.pieceCid);
     const ds = await this.dataSet();
     if (ds.dataSetId === undefined || (await this.livePieceIds(ds.dataSetId, pieceCid, 'renew')).ids.length === 0) {
@@ -517,7 +732,8 @@ export class SynapseProvider implements StorageProvider {
     ]).catch((err: unknown) => {
       throw this.typed(err, 'renew');
     });
-    if (pendingCount > latest) throw new RenewalPendingError(`a transaction of this wallet is not on chain yet ${this.where(piece.pieceCid)}`);
+    if (pendingCount > latest)
+      throw new RenewalPendingError(`a transaction of this wallet is not on chain yet ${this.where(piece.pieceCid)}`);
     const amount = rate * (BigInt(this.cfg.topUpRunwayDays) * EPOCHS_PER_DAY - (runway > 0n ? runway : 0n));
     let hash: Hex;
     try {
@@ -535,31 +751,20 @@ export class SynapseProvider implements StorageProvider {
   }
 
   // ---- plumbing -------------------------------------------------------------------------------
-  /** fetch with the request timeout (until the response headers, for streamed bodies). */
-  private async fetch(url: URL | string, init: RequestInit, op: Op, streamed = false): Promise<Response> {
-    const timeout = new AbortController();
-    const timer = setTimeout(() => timeout.abort(new DOMException('request timed out', 'TimeoutError')), this.cfg.requestTimeoutMs);
-    const signal = init.signal ? AbortSignal.any([init.signal, timeout.signal]) : timeout.signal;
+  /** A GET to the provider, its body read whole within the request timeout. */
+  private async request(url: URL | string, o: CallOptions & { op: Op }): Promise<Response> {
     try {
-      const res = await fetch(url, { ...init, signal });
-      if (!streamed) {
+      return await fetchWithTimeout(url, { signal: o.signal }, this.cfg.requestTimeoutMs).then(async (res) => {
         const body = await res.arrayBuffer();
-        return new Response(res.status === 204 || res.status === 304 ? null : body, { status: res.status, headers: res.headers });
-      }
-      return res;
+        return new Response(res.status === 204 || res.status === 304 ? null : body, {
+          status: res.status,
+          headers: res.headers,
+        });
+      });
     } catch (err) {
-      if (init.signal?.aborted) throw err;
-      throw this.typed(err, op);
-    } finally {
-      clearTimeout(timer);
+      if (o.signal?.aborted) throw err;
+      throw this.typed(err, o.op);
     }
-  }
-
-  private httpError(status: number, message: string, op: Op, pieceCid?: string): ProvenantError {
-    const where = this.where(pieceCid);
-    if (status === 401 || status === 403) return new ProviderAuthError(`${message} ${where}`);
-    if (status >= 500 || status === 429 || status === 408) return new ProviderUnavailableError(`${message} ${where}`);
-    return op === 'put' || op === 'delete' || op === 'renew' ? new StoreError(`${message} ${where}`) : new ProviderUnavailableError(`${message} ${where}`);
   }
 
   /** Map an SDK, viem, HTTP or network error onto the error hierarchy, keeping it as the cause. */
@@ -571,23 +776,34 @@ export class SynapseProvider implements StorageProvider {
     if (/InsufficientLockupFunds|InsufficientBalance|ERC20InsufficientBalance|insufficient funds/i.test(text)) {
       return new InsufficientFundsError(`the wallet cannot pay for this storage ${where}: ${text}`, { cause: err });
     }
-    if (/OperatorNotApproved|InvalidSignature|ERC2612InvalidSigner|not owned by/.test(text) || status === 401 || status === 403) {
+    if (/OperatorNotApproved|InvalidSignature|ERC2612InvalidSigner|not owned by/.test(text)) {
       return new ProviderAuthError(`the wallet is not authorised for this ${where}: ${text}`, { cause: err });
     }
-    if (isNetworkError(err) || /TimeoutError|timed out|took too long|fetch failed|ECONNREFUSED|socket hang up/i.test(text) || (status !== undefined && (status >= 500 || status === 429))) {
+    if (status !== undefined)
+      return httpStatusError(status, {
+        side: 'provider',
+        op,
+        message: `Filecoin provider or chain ${where}: ${text}`,
+        cause: err,
+      });
+    if (
+      isNetworkError(err) ||
+      /TimeoutError|timed out|took too long|fetch failed|ECONNREFUSED|socket hang up/i.test(text)
+    ) {
       return new ProviderUnavailableError(`Filecoin chain or provider unavailable ${where}: ${text}`, { cause: err });
     }
-    if (op === 'put' || op === 'delete' || op === 'renew') return new StoreError(`${op} failed ${where}: ${text}`, { cause: err });
-    return new ProviderUnavailableError(`${op} failed ${where}: ${text}`, { cause: err });
+    return providerFailure(op, `${op} failed ${where}: ${text}`, err);
   }
 }
 
 /** Every message in an error's cause chain, viem's short message and details included. */
 function describe(err: unknown): string {
   const parts: string[] = [];
-  let e = err as { message?: string; shortMessage?: string; details?: string; name?: string; cause?: unknown } | undefined;
+  let e = err as
+    { message?: string; shortMessage?: string; details?: string; name?: string; cause?: unknown } | undefined;
   for (let depth = 0; e && typeof e === 'object' && depth < 8; depth++, e = e.cause as typeof e) {
-    for (const s of [e.name, e.shortMessage, e.details, e.message]) if (s && !parts.some((p) => p.includes(s))) parts.push(s);
+    for (const s of [e.name, e.shortMessage, e.details, e.message])
+      if (s && !parts.some((p) => p.includes(s))) parts.push(s);
   }
   if (parts.length === 0) parts.push(String(err));
   return parts.join(': ').replace(/\s+/g, ' ').slice(0, 2000);
@@ -602,4 +818,3 @@ function httpStatusOf(err: unknown): number | undefined {
   }
   return undefined;
 }
-

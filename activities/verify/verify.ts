@@ -7,7 +7,9 @@
 import crypto from 'node:crypto';
 import { CID } from 'multiformats/cid';
 import type { Readable } from 'node:stream';
-import { blockMatches, carCidFromSha256 } from '../pack/cids.js';
+import type { ReplicaState, VerifyResult } from '../../shared/types.js';
+import { blockMatches } from '../pack/cids.js';
+import { carCidOfStream } from '../providers/kit/verified-stream.js';
 import type { StorageProvider } from '../providers/provider.js';
 
 export interface BlockIndex {
@@ -15,20 +17,7 @@ export interface BlockIndex {
   blocks: [number, number, string][];
 }
 
-export type ReplicaState = 'healthy' | 'missing' | 'corrupt' | 'unreachable' | 'expired';
-
-export interface VerifyResult {
-  pieceCid: string;
-  providerId: string;
-  state: ReplicaState;
-  challenges: number;
-  failed: number;
-  /** Probability that this check would catch a loss of the configured fraction of blocks. */
-  detectionProbability: number;
-  expiresAt?: string;
-  /** What was seen: the first failing block, the provider's words, … */
-  evidence: string;
-}
+export type { ReplicaState, VerifyResult };
 
 export function challengesFor(probability: number, lossFraction: number): number {
   return Math.max(1, Math.ceil(Math.log(1 - probability) / Math.log(1 - lossFraction)));
@@ -68,25 +57,54 @@ export async function verifyReplica(
   try {
     status = await p.status({ pieceCid }, { signal: opts.signal });
   } catch (err) {
-    return { ...base, state: 'unreachable', challenges: 0, failed: 0, detectionProbability: 0, evidence: `status failed: ${(err as Error).message}` };
+    // Cancelled (the worker shutting down, the activity timed out): nothing was verified.
+    if (opts.signal?.aborted) throw err;
+    return {
+      ...base,
+      state: 'unreachable',
+      challenges: 0,
+      failed: 0,
+      detectionProbability: 0,
+      evidence: `status failed: ${(err as Error).message}`,
+    };
   }
   if (!status.present) {
     const expired = !!status.expiresAt && Date.parse(status.expiresAt) <= Date.now();
     return {
-      ...base, state: expired ? 'expired' : 'missing', challenges: 0, failed: 0, detectionProbability: 0, expiresAt: status.expiresAt,
+      ...base,
+      state: expired ? 'expired' : 'missing',
+      challenges: 0,
+      failed: 0,
+      detectionProbability: 0,
+      expiresAt: status.expiresAt,
       evidence: status.detail ?? 'provider reports the piece absent',
     };
   }
   if (index.blocks.length === 0 && opts.carCid) {
     // No block index (the manifest itself, audit records): small pieces, checked whole.
     try {
-      const hash = crypto.createHash('sha256');
-      for await (const c of p.readRange({ pieceCid }, 0, undefined, { signal: opts.signal })) hash.update(c as Buffer);
-      const ok = carCidFromSha256(hash.digest()) === opts.carCid;
-      return { ...base, state: ok ? 'healthy' : 'corrupt', challenges: 1, failed: ok ? 0 : 1, detectionProbability: 1, expiresAt: status.expiresAt, evidence: ok ? 'whole piece matches its CAR CID' : 'whole piece does not match its CAR CID' };
+      const whole = await carCidOfStream(p.readRange({ pieceCid }, { signal: opts.signal }));
+      const ok = whole.carCid === opts.carCid;
+      return {
+        ...base,
+        state: ok ? 'healthy' : 'corrupt',
+        challenges: 1,
+        failed: ok ? 0 : 1,
+        detectionProbability: 1,
+        expiresAt: status.expiresAt,
+        evidence: ok ? 'whole piece matches its CAR CID' : 'whole piece does not match its CAR CID',
+      };
     } catch (err) {
+      if (opts.signal?.aborted) throw err;
       const e = err as Error;
-      return { ...base, state: e.name === 'PieceNotFoundError' ? 'missing' : 'unreachable', challenges: 1, failed: 1, detectionProbability: 0, evidence: e.message };
+      return {
+        ...base,
+        state: e.name === 'PieceNotFoundError' ? 'missing' : 'unreachable',
+        challenges: 1,
+        failed: 1,
+        detectionProbability: 0,
+        evidence: e.message,
+      };
     }
   }
   const k = challengesFor(opts.probability, opts.lossFraction);
@@ -97,17 +115,26 @@ export async function verifyReplica(
     const [offset, length, cidText] = index.blocks[n]!;
     let bytes: Buffer;
     try {
-      bytes = await readAll(p.readRange({ pieceCid }, offset, length, { signal: opts.signal }));
+      bytes = await readAll(p.readRange({ pieceCid }, { offset, length, signal: opts.signal }));
     } catch (err) {
+      if (opts.signal?.aborted) throw err;
       const e = err as Error;
       if (e.name === 'PieceNotFoundError') {
         return { ...base, state: 'missing', challenges: 1, failed: 1, detectionProbability: 0, evidence: e.message };
       }
-      return { ...base, state: 'unreachable', challenges: 1, failed: 1, detectionProbability: 0, evidence: `read failed: ${e.message}` };
+      return {
+        ...base,
+        state: 'unreachable',
+        challenges: 1,
+        failed: 1,
+        detectionProbability: 0,
+        evidence: `read failed: ${e.message}`,
+      };
     }
     if (bytes.length !== length || !blockMatches(CID.parse(cidText), bytes)) {
       failed++;
-      if (!evidence) evidence = `block ${n} (${cidText}) at offset ${offset}: ${bytes.length === length ? 'hash mismatch' : `got ${bytes.length} of ${length} bytes`}`;
+      if (!evidence)
+        evidence = `block ${n} (${cidText}) at offset ${offset}: ${bytes.length === length ? 'hash mismatch' : `got ${bytes.length} of ${length} bytes`}`;
     }
   }
   return {

@@ -14,27 +14,52 @@ describe('config', () => {
     assert.equal(c.pack.shardBytes, 1_065_353_216);
     assert.equal(c.replication.copies, 2);
     assert.equal(c.stagingDir, '/data/staging');
-    assert.deepEqual(c.providers.map((p) => p.id), ['local-1', 'local-2', 'local-3']);
+    assert.deepEqual(
+      c.providers.map((p) => p.id),
+      ['local-1', 'local-2', 'local-3'],
+    );
   });
 
   it('reports every bad field with its path in one ConfigError', () => {
     let caught: unknown;
     try {
-      parseConfig({ pack: { shardBytes: 1 }, replication: { copies: 0 }, providers: [{ kind: 'local', id: 'A B', path: '' }, { kind: 'ftp', id: 'x' }] });
+      parseConfig({
+        pack: { shardBytes: 1 },
+        replication: { copies: 0 },
+        providers: [
+          { kind: 'local', id: 'A B', path: '' },
+          { kind: 'ftp', id: 'x' },
+        ],
+      });
     } catch (e) {
       caught = e;
     }
     assert.ok(caught instanceof ConfigError);
     const paths = caught.issues.map((i) => i.path).sort();
-    for (const p of ['pack.shardBytes', 'replication.copies', 'providers.0.id', 'providers.0.path', 'providers.1.kind']) {
+    for (const p of [
+      'pack.shardBytes',
+      'replication.copies',
+      'providers.0.id',
+      'providers.0.path',
+      'providers.1.kind',
+    ]) {
       assert.ok(paths.includes(p), `${p} reported (got ${paths.join(', ')})`);
     }
   });
 
   it('rejects shards above 32 GiB and duplicate provider ids', () => {
-    assert.throws(() => parseConfig({ pack: { shardBytes: 33 * 1024 ** 3 } }), (e) => e instanceof ConfigError && e.issues[0]!.path === 'pack.shardBytes');
     assert.throws(
-      () => parseConfig({ providers: [{ kind: 'local', id: 'a', path: '/x' }, { kind: 'local', id: 'a', path: '/y' }] }),
+      () => parseConfig({ pack: { shardBytes: 33 * 1024 ** 3 } }),
+      (e) => e instanceof ConfigError && e.issues[0]!.path === 'pack.shardBytes',
+    );
+    assert.throws(
+      () =>
+        parseConfig({
+          providers: [
+            { kind: 'local', id: 'a', path: '/x' },
+            { kind: 'local', id: 'a', path: '/y' },
+          ],
+        }),
       (e) => e instanceof ConfigError && e.issues.some((i) => i.path === 'providers.1.id'),
     );
   });

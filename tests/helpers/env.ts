@@ -12,7 +12,34 @@ import { parseConfig } from '../../config/load.js';
 import type { Config, ConfigInput } from '../../config/schema.js';
 import { ProvenantPlugin } from '../../workers/plugin.js';
 
+/**
+ * CI mode: a test that cannot run fails instead of skipping. The helpers below throw; any other
+ * skip (a direct `t.skip()`) is failed by tests/helpers/require-all-reporter.ts.
+ */
 export const REQUIRE_ALL = process.env.PROVENANT_REQUIRE_ALL === '1';
+
+/**
+ * A node binary that any uid can execute: this one when every directory above it lets others
+ * through, else a copy under the temp directory (e.g. a Node kept under root's home).
+ */
+export function nodeForAnyUid(): string {
+  const others = (p: string, bits: number) => (fs.statSync(p).mode & bits) === bits;
+  let ok = others(process.execPath, 0o005);
+  for (let dir = path.dirname(process.execPath); ok && dir !== path.dirname(dir); dir = path.dirname(dir))
+    ok = others(dir, 0o001);
+  if (ok) return process.execPath;
+  const dir = path.join(os.tmpdir(), `pv-node-${process.version}-${process.arch}`);
+  const copy = path.join(dir, 'node');
+  if (!fs.existsSync(copy)) {
+    fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
+    const tmp = `${copy}.${process.pid}`;
+    fs.copyFileSync(process.execPath, tmp);
+    fs.chmodSync(tmp, 0o755);
+    fs.renameSync(tmp, copy);
+  }
+  fs.chmodSync(dir, 0o755);
+  return copy;
+}
 
 export function tmpDir(prefix = 'pv-test-'): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
@@ -60,7 +87,13 @@ function quietRuntime() {
  * Start the real Temporal dev server (from the CLI binary), or skip with the reason when no
  * binary can be had — except in CI (PROVENANT_REQUIRE_ALL=1), where that is a failure.
  */
-export async function startTemporal(t: TestContext | { skip(msg: string): void }): Promise<TestWorkflowEnvironment | undefined> {
+export async function startTemporal(
+  t: TestContext | { skip(msg: string): void },
+  o: {
+    /** Server dynamic config, e.g. lowered limits: `{ 'limit.blobSize.error': 16384 }`. */
+    dynamicConfig?: Record<string, number | string>;
+  } = {},
+): Promise<TestWorkflowEnvironment | undefined> {
   const bin = resolveTemporalCli({ build: true, log: (m) => console.error(`[test] ${m}`) });
   if (!bin) {
     const why = 'Temporal CLI not found and could not be built (run `npm run setup`)';
@@ -73,7 +106,11 @@ export async function startTemporal(t: TestContext | { skip(msg: string): void }
     server: {
       executable: { type: 'existing-path', path: bin },
       ip: '127.0.0.1',
-      searchAttributes: [defineSearchAttributeKey('ProvenantHealth', SearchAttributeType.KEYWORD), defineSearchAttributeKey('ProvenantDataset', SearchAttributeType.KEYWORD)],
+      searchAttributes: [
+        defineSearchAttributeKey('ProvenantHealth', SearchAttributeType.KEYWORD),
+        defineSearchAttributeKey('ProvenantDataset', SearchAttributeType.KEYWORD),
+      ],
+      extraArgs: Object.entries(o.dynamicConfig ?? {}).flatMap(([k, v]) => ['--dynamic-config-value', `${k}=${v}`]),
     },
   });
 }

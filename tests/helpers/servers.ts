@@ -101,23 +101,36 @@ export class MinioServer {
 
   static async start(): Promise<Started<MinioServer>> {
     const bin = resolveMinio({ build: true, log });
-    if (!bin) return unavailable('MinIO not found and could not be built (run `npm run setup`, or set PROVENANT_MINIO_BIN)');
+    if (!bin)
+      return unavailable('MinIO not found and could not be built (run `npm run setup`, or set PROVENANT_MINIO_BIN)');
     const dataDir = tmpDir('pv-minio-');
     const [port, consolePort] = [await freePort(), await freePort()];
     const accessKeyId = `pv${crypto.randomBytes(6).toString('hex')}`;
     const secretAccessKey = crypto.randomBytes(24).toString('base64url');
     const child = new Child(
-      spawn(bin, ['server', '--quiet', '--address', `127.0.0.1:${port}`, '--console-address', `127.0.0.1:${consolePort}`, path.join(dataDir, 'data')], {
-        env: {
-          PATH: process.env.PATH,
-          HOME: dataDir,
-          MINIO_ROOT_USER: accessKeyId,
-          MINIO_ROOT_PASSWORD: secretAccessKey,
-          MINIO_BROWSER: 'off',
-          MINIO_UPDATE: 'off',
+      spawn(
+        bin,
+        [
+          'server',
+          '--quiet',
+          '--address',
+          `127.0.0.1:${port}`,
+          '--console-address',
+          `127.0.0.1:${consolePort}`,
+          path.join(dataDir, 'data'),
+        ],
+        {
+          env: {
+            PATH: process.env.PATH,
+            HOME: dataDir,
+            MINIO_ROOT_USER: accessKeyId,
+            MINIO_ROOT_PASSWORD: secretAccessKey,
+            MINIO_BROWSER: 'off',
+            MINIO_UPDATE: 'off',
+          },
+          stdio: ['ignore', 'pipe', 'pipe'],
         },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      }),
+      ),
     );
     const endpoint = `http://127.0.0.1:${port}`;
     await waitFor('MinIO', child, async () => (await fetch(`${endpoint}/minio/health/ready`)).ok);
@@ -183,7 +196,10 @@ export class KuboServer {
    */
   static async start(o: { authSecret?: string } = {}): Promise<Started<KuboServer>> {
     const bin = resolveKubo({ build: true, log });
-    if (!bin) return unavailable('Kubo (ipfs) not found and could not be built (run `npm run setup`, or set PROVENANT_KUBO_BIN)');
+    if (!bin)
+      return unavailable(
+        'Kubo (ipfs) not found and could not be built (run `npm run setup`, or set PROVENANT_KUBO_BIN)',
+      );
     const repo = tmpDir('pv-kubo-');
     const env = { PATH: process.env.PATH, HOME: repo, IPFS_PATH: repo };
     const run = (...args: string[]) => {
@@ -196,7 +212,12 @@ export class KuboServer {
     run('config', 'Addresses.Gateway', `/ip4/127.0.0.1/tcp/${gatewayPort}`);
     run('config', '--json', 'Addresses.Swarm', '[]');
     if (o.authSecret) {
-      run('config', '--json', 'API.Authorizations', JSON.stringify({ provenant: { AuthSecret: `bearer:${o.authSecret}`, AllowedPaths: ['/api/v0'] } }));
+      run(
+        'config',
+        '--json',
+        'API.Authorizations',
+        JSON.stringify({ provenant: { AuthSecret: `bearer:${o.authSecret}`, AllowedPaths: ['/api/v0'] } }),
+      );
     }
     const child = new Child(spawn(bin, ['daemon', '--offline'], { env, stdio: ['ignore', 'pipe', 'pipe'] }));
     const apiUrl = `http://127.0.0.1:${apiPort}`;

@@ -23,9 +23,25 @@ import { CID } from 'multiformats/cid';
 import { secp256k1 } from '@noble/curves/secp256k1';
 import { publicKeyToAddress } from 'viem/accounts';
 import {
-  type Abi, type Address, type Hex, decodeAbiParameters, hashTypedData, parseSignature, decodeFunctionData, encodeAbiParameters, encodeErrorResult,
-  encodeEventTopics, encodeFunctionResult, getAddress, hexToBytes, keccak256, multicall3Abi, numberToHex, parseTransaction,
-  recoverTransactionAddress, toHex,
+  type Abi,
+  type Address,
+  type Hex,
+  decodeAbiParameters,
+  hashTypedData,
+  parseSignature,
+  decodeFunctionData,
+  encodeAbiParameters,
+  encodeErrorResult,
+  encodeEventTopics,
+  encodeFunctionResult,
+  getAddress,
+  hexToBytes,
+  keccak256,
+  multicall3Abi,
+  numberToHex,
+  parseTransaction,
+  recoverTransactionAddress,
+  toHex,
 } from 'viem';
 
 export const EPOCH_SECONDS = 30;
@@ -51,37 +67,116 @@ export class Revert extends Error {
   }
   data(): Hex {
     const known = (Abis.generated.errorsAbi as Abi).some((x) => x.type === 'error' && x.name === this.errorName);
-    if (known) return encodeErrorResult({ abi: Abis.generated.errorsAbi as Abi, errorName: this.errorName, args: this.args as unknown[] });
+    if (known)
+      return encodeErrorResult({
+        abi: Abis.generated.errorsAbi as Abi,
+        errorName: this.errorName,
+        args: this.args as unknown[],
+      });
     return `0x08c379a0${encodeAbiParameters([{ type: 'string' }], [this.message]).slice(2)}` as Hex;
   }
 }
 
-interface Account { funds: bigint; lockupCurrent: bigint; lockupRate: bigint; lockupLastSettledAt: bigint }
-interface Approval { isApproved: boolean; rateAllowance: bigint; lockupAllowance: bigint; rateUsage: bigint; lockupUsage: bigint; maxLockupPeriod: bigint }
-interface Rail {
-  token: Address; from: Address; to: Address; operator: Address; validator: Address; paymentRate: bigint; lockupPeriod: bigint;
-  lockupFixed: bigint; settledUpTo: bigint; endEpoch: bigint; commissionRateBps: bigint; serviceFeeRecipient: Address;
+interface Account {
+  funds: bigint;
+  lockupCurrent: bigint;
+  lockupRate: bigint;
+  lockupLastSettledAt: bigint;
 }
-interface PdpPiece { cid: Hex; leafCount: bigint; live: boolean }
+interface Approval {
+  isApproved: boolean;
+  rateAllowance: bigint;
+  lockupAllowance: bigint;
+  rateUsage: bigint;
+  lockupUsage: bigint;
+  maxLockupPeriod: bigint;
+}
+interface Rail {
+  token: Address;
+  from: Address;
+  to: Address;
+  operator: Address;
+  validator: Address;
+  paymentRate: bigint;
+  lockupPeriod: bigint;
+  lockupFixed: bigint;
+  settledUpTo: bigint;
+  endEpoch: bigint;
+  commissionRateBps: bigint;
+  serviceFeeRecipient: Address;
+}
+interface PdpPiece {
+  cid: Hex;
+  leafCount: bigint;
+  live: boolean;
+}
 interface PdpSet {
-  live: boolean; sp: Address; listener: Address; nextPieceId: bigint; pieces: Map<bigint, PdpPiece>; scheduled: bigint[];
-  lastProven: bigint; deadline: bigint; faulty: boolean;
+  live: boolean;
+  sp: Address;
+  listener: Address;
+  nextPieceId: bigint;
+  pieces: Map<bigint, PdpPiece>;
+  scheduled: bigint[];
+  lastProven: bigint;
+  deadline: bigint;
+  faulty: boolean;
 }
 interface FwssSet {
-  pdpRailId: bigint; payer: Address; payee: Address; serviceProvider: Address; providerId: bigint; clientDataSetId: bigint;
-  pdpEndEpoch: bigint; keys: string[]; values: string[];
+  pdpRailId: bigint;
+  payer: Address;
+  payee: Address;
+  serviceProvider: Address;
+  providerId: bigint;
+  clientDataSetId: bigint;
+  pdpEndEpoch: bigint;
+  keys: string[];
+  values: string[];
 }
-interface Provider { id: bigint; serviceProvider: Address; payee: Address; name: string; description: string; isActive: boolean; keys: string[]; values: Hex[] }
-interface Log { address: Address; topics: Hex[]; data: Hex; blockNumber: bigint; transactionHash: Hex; logIndex: number }
-interface Receipt { hash: Hex; from: Address; to: Address | null; blockNumber: bigint; status: 'success' | 'reverted'; logs: Log[]; revert?: Revert }
+interface Provider {
+  id: bigint;
+  serviceProvider: Address;
+  payee: Address;
+  name: string;
+  description: string;
+  isActive: boolean;
+  keys: string[];
+  values: Hex[];
+}
+interface Log {
+  address: Address;
+  topics: Hex[];
+  data: Hex;
+  blockNumber: bigint;
+  transactionHash: Hex;
+  logIndex: number;
+}
+interface Receipt {
+  hash: Hex;
+  from: Address;
+  to: Address | null;
+  blockNumber: bigint;
+  status: 'success' | 'reverted';
+  logs: Log[];
+  revert?: Revert;
+}
 
 /** All contract state, in one plain object so a dry run (eth_call, estimateGas) can clone it. */
 interface State {
-  balances: Map<string, bigint>; allowances: Map<string, bigint>; permitNonces: Map<string, bigint>;
-  accounts: Map<string, Account>; approvals: Map<string, Approval>; rails: Map<bigint, Rail>; nextRail: bigint;
-  pdp: Map<bigint, PdpSet>; nextDataSet: bigint;
-  fwss: Map<bigint, FwssSet>; clientNonces: Map<string, bigint>; clientDataSets: Map<string, bigint[]>; pieceMeta: Map<string, [string[], string[]]>;
-  providers: Map<bigint, Provider>; nextProvider: bigint;
+  balances: Map<string, bigint>;
+  allowances: Map<string, bigint>;
+  permitNonces: Map<string, bigint>;
+  accounts: Map<string, Account>;
+  approvals: Map<string, Approval>;
+  rails: Map<bigint, Rail>;
+  nextRail: bigint;
+  pdp: Map<bigint, PdpSet>;
+  nextDataSet: bigint;
+  fwss: Map<bigint, FwssSet>;
+  clientNonces: Map<string, bigint>;
+  clientDataSets: Map<string, bigint[]>;
+  pieceMeta: Map<string, [string[], string[]]>;
+  providers: Map<bigint, Provider>;
+  nextProvider: bigint;
   txNonces: Map<string, number>;
 }
 
@@ -98,7 +193,8 @@ export const ADDRESSES = {
   endorsements: C.endorsements.address,
 };
 const lc = (a: string) => a.toLowerCase();
-const key = (...parts: (string | bigint)[]) => parts.map((p) => (typeof p === 'string' ? lc(p) : p.toString())).join(':');
+const key = (...parts: (string | bigint)[]) =>
+  parts.map((p) => (typeof p === 'string' ? lc(p) : p.toString())).join(':');
 const ZERO = '0x0000000000000000000000000000000000000000' as Address;
 
 type Ctx = { from: Address; s: State; logs: Log[]; value: bigint };
@@ -112,7 +208,13 @@ export class SimChain {
   private readonly receipts = new Map<string, Receipt>();
   private readonly logs: Log[] = [];
   /** Sent but not yet mined, in order (only when `autoMine` is off). */
-  private pending: { hash: Hex; from: Address; to: Address | null; run: (ctx: Ctx) => void; onMined?: (r: Receipt) => void }[] = [];
+  private pending: {
+    hash: Hex;
+    from: Address;
+    to: Address | null;
+    run: (ctx: Ctx) => void;
+    onMined?: (r: Receipt) => void;
+  }[] = [];
   /** Mine every transaction as it arrives (the default); off: they wait for `mine()`. */
   autoMine = true;
   private readonly handlers: Record<string, Record<string, Handler>>;
@@ -120,11 +222,21 @@ export class SimChain {
 
   constructor() {
     this.s = {
-      balances: new Map(), allowances: new Map(), permitNonces: new Map(),
-      accounts: new Map(), approvals: new Map(), rails: new Map(), nextRail: 1n,
-      pdp: new Map(), nextDataSet: 1n,
-      fwss: new Map(), clientNonces: new Map(), clientDataSets: new Map(), pieceMeta: new Map(),
-      providers: new Map(), nextProvider: 1n,
+      balances: new Map(),
+      allowances: new Map(),
+      permitNonces: new Map(),
+      accounts: new Map(),
+      approvals: new Map(),
+      rails: new Map(),
+      nextRail: 1n,
+      pdp: new Map(),
+      nextDataSet: 1n,
+      fwss: new Map(),
+      clientNonces: new Map(),
+      clientDataSets: new Map(),
+      pieceMeta: new Map(),
+      providers: new Map(),
+      nextProvider: 1n,
       txNonces: new Map(),
     };
     this.abis = {
@@ -162,15 +274,34 @@ export class SimChain {
 
   // ---- test set-up and fault injection --------------------------------------------------------
   /** Register a PDP provider (its registry entry), as an operator would once. */
-  registerProvider(p: { serviceProvider: Address; payee?: Address; serviceURL: string; maxPieceSizeInBytes?: bigint; name?: string }): bigint {
+  registerProvider(p: {
+    serviceProvider: Address;
+    payee?: Address;
+    serviceURL: string;
+    maxPieceSizeInBytes?: bigint;
+    name?: string;
+  }): bigint {
     const id = this.s.nextProvider++;
     const [keys, values] = encodePDPCapabilities({
-      serviceURL: p.serviceURL, minPieceSizeInBytes: 127n, maxPieceSizeInBytes: p.maxPieceSizeInBytes ?? 1n << 30n, ipniPiece: false, ipniIpfs: false,
-      storagePricePerTibPerDay: 0n, minProvingPeriodInEpochs: MAX_PROVING_PERIOD, location: 'simulated', paymentTokenAddress: ADDRESSES.usdfc,
+      serviceURL: p.serviceURL,
+      minPieceSizeInBytes: 127n,
+      maxPieceSizeInBytes: p.maxPieceSizeInBytes ?? 1n << 30n,
+      ipniPiece: false,
+      ipniIpfs: false,
+      storagePricePerTibPerDay: 0n,
+      minProvingPeriodInEpochs: MAX_PROVING_PERIOD,
+      location: 'simulated',
+      paymentTokenAddress: ADDRESSES.usdfc,
     } as never);
     this.s.providers.set(id, {
-      id, serviceProvider: getAddress(p.serviceProvider), payee: getAddress(p.payee ?? p.serviceProvider), name: p.name ?? `simulated-sp-${id}`,
-      description: 'simulated Curio PDP provider', isActive: true, keys, values: values as Hex[],
+      id,
+      serviceProvider: getAddress(p.serviceProvider),
+      payee: getAddress(p.payee ?? p.serviceProvider),
+      name: p.name ?? `simulated-sp-${id}`,
+      description: 'simulated Curio PDP provider',
+      isActive: true,
+      keys,
+      values: values as Hex[],
     });
     return id;
   }
@@ -185,7 +316,12 @@ export class SimChain {
     }
     if (o.approveOperator ?? true) {
       this.s.approvals.set(key(ADDRESSES.usdfc, address, ADDRESSES.fwss), {
-        isApproved: true, rateAllowance: 2n ** 255n, lockupAllowance: 2n ** 255n, rateUsage: 0n, lockupUsage: 0n, maxLockupPeriod: 2n ** 64n,
+        isApproved: true,
+        rateAllowance: 2n ** 255n,
+        lockupAllowance: 2n ** 255n,
+        rateUsage: 0n,
+        lockupUsage: 0n,
+        maxLockupPeriod: 2n ** 64n,
       });
     }
   }
@@ -208,7 +344,11 @@ export class SimChain {
   piecesOf(dataSetId: bigint): { pieceId: bigint; pieceCid: string; scheduled: boolean }[] {
     const set = this.s.pdp.get(dataSetId);
     if (!set) return [];
-    return this.livePieces(set).map(([pieceId, p]) => ({ pieceId, pieceCid: CID.decode(hexToBytes(p.cid)).toString(), scheduled: set.scheduled.includes(pieceId) }));
+    return this.livePieces(set).map(([pieceId, p]) => ({
+      pieceId,
+      pieceCid: CID.decode(hexToBytes(p.cid)).toString(),
+      scheduled: set.scheduled.includes(pieceId),
+    }));
   }
   /** The data sets a payer created. */
   dataSetsOf(payer: Address): bigint[] {
@@ -223,7 +363,13 @@ export class SimChain {
 
   // ---- the simulated PDP provider's transactions (it signs its own; the sim trusts it) -------
   /** PDPVerifier.createDataSet + addPieces in one message, as Curio's create-and-add sends. */
-  submitCreateAndAdd(sp: Address, listener: Address, extraData: Hex, pieces: Hex[], onMined: (r: Receipt, result?: { dataSetId: bigint; pieceIds: bigint[] }) => void): Hex {
+  submitCreateAndAdd(
+    sp: Address,
+    listener: Address,
+    extraData: Hex,
+    pieces: Hex[],
+    onMined: (r: Receipt, result?: { dataSetId: bigint; pieceIds: bigint[] }) => void,
+  ): Hex {
     const [createExtra, addExtra] = decodeAbiParameters([{ type: 'bytes' }, { type: 'bytes' }], extraData);
     let result: { dataSetId: bigint; pieceIds: bigint[] } | undefined;
     const run = (ctx: Ctx) => {
@@ -232,7 +378,13 @@ export class SimChain {
     };
     return this.submitInternal(sp, ADDRESSES.pdp, run, (r) => onMined(r, r.status === 'success' ? result : undefined));
   }
-  submitAddPieces(sp: Address, dataSetId: bigint, extraData: Hex, pieces: Hex[], onMined: (r: Receipt, pieceIds?: bigint[]) => void): Hex {
+  submitAddPieces(
+    sp: Address,
+    dataSetId: bigint,
+    extraData: Hex,
+    pieces: Hex[],
+    onMined: (r: Receipt, pieceIds?: bigint[]) => void,
+  ): Hex {
     let ids: bigint[] | undefined;
     const run = (ctx: Ctx) => {
       const set = this.s.pdp.get(dataSetId);
@@ -243,7 +395,9 @@ export class SimChain {
     return this.submitInternal(sp, ADDRESSES.pdp, run, (r) => onMined(r, r.status === 'success' ? ids : undefined));
   }
   submitSchedulePieceDeletions(sp: Address, dataSetId: bigint, pieceIds: bigint[], extraData: Hex): Hex {
-    return this.submitInternal(sp, ADDRESSES.pdp, (ctx) => this.pdpScheduleRemovals(ctx, dataSetId, pieceIds, extraData));
+    return this.submitInternal(sp, ADDRESSES.pdp, (ctx) =>
+      this.pdpScheduleRemovals(ctx, dataSetId, pieceIds, extraData),
+    );
   }
   /** Run `run` against a copy of the state: what eth_estimateGas does. Throws its Revert. */
   dryRun(from: Address, run: (ctx: Ctx) => void): void {
@@ -257,7 +411,9 @@ export class SimChain {
   }
   dryRunCreateAndAdd(sp: Address, listener: Address, extraData: Hex, pieces: Hex[]): void {
     const [createExtra, addExtra] = decodeAbiParameters([{ type: 'bytes' }, { type: 'bytes' }], extraData);
-    this.dryRun(sp, (ctx) => this.pdpAddPieces(ctx, this.pdpCreateDataSet(ctx, listener, createExtra), pieces, addExtra));
+    this.dryRun(sp, (ctx) =>
+      this.pdpAddPieces(ctx, this.pdpCreateDataSet(ctx, listener, createExtra), pieces, addExtra),
+    );
   }
   dryRunAddPieces(sp: Address, dataSetId: bigint, extraData: Hex, pieces: Hex[]): void {
     this.dryRun(sp, (ctx) => this.pdpAddPieces(ctx, dataSetId, pieces, extraData));
@@ -277,7 +433,13 @@ export class SimChain {
     return hash;
   }
 
-  private execute(t: { hash: Hex; from: Address; to: Address | null; run: (ctx: Ctx) => void; onMined?: (r: Receipt) => void }): Receipt {
+  private execute(t: {
+    hash: Hex;
+    from: Address;
+    to: Address | null;
+    run: (ctx: Ctx) => void;
+    onMined?: (r: Receipt) => void;
+  }): Receipt {
     this.tick();
     const blockNumber = this.head();
     const saved = this.s;
@@ -322,7 +484,12 @@ export class SimChain {
       case 'eth_maxPriorityFeePerGas':
         return '0x1';
       case 'eth_feeHistory':
-        return { oldestBlock: numberToHex(this.head()), baseFeePerGas: ['0x64', '0x64'], gasUsedRatio: [0.5], reward: [['0x1']] };
+        return {
+          oldestBlock: numberToHex(this.head()),
+          baseFeePerGas: ['0x64', '0x64'],
+          gasUsedRatio: [0.5],
+          reward: [['0x1']],
+        };
       case 'eth_getBalance':
         return numberToHex(100n * 10n ** 18n); // gas money: every simulated account has 100 FIL
       case 'eth_getTransactionCount': {
@@ -346,7 +513,26 @@ export class SimChain {
         return this.formatReceipt(params[0] as string);
       case 'eth_getTransactionByHash': {
         const r = this.receipts.get(lc(params[0] as string));
-        return r ? { hash: r.hash, from: r.from, to: r.to, blockNumber: numberToHex(r.blockNumber), blockHash: blockHash(r.blockNumber), transactionIndex: '0x0', nonce: '0x0', value: '0x0', input: '0x', gas: '0x100000', gasPrice: '0x64', type: '0x2', v: '0x0', r: '0x0', s: '0x0', chainId: numberToHex(this.chainId) } : null;
+        return r
+          ? {
+              hash: r.hash,
+              from: r.from,
+              to: r.to,
+              blockNumber: numberToHex(r.blockNumber),
+              blockHash: blockHash(r.blockNumber),
+              transactionIndex: '0x0',
+              nonce: '0x0',
+              value: '0x0',
+              input: '0x',
+              gas: '0x100000',
+              gasPrice: '0x64',
+              type: '0x2',
+              v: '0x0',
+              r: '0x0',
+              s: '0x0',
+              chainId: numberToHex(this.chainId),
+            }
+          : null;
       }
       case 'eth_getLogs':
         return this.getLogs(params[0] as LogFilter);
@@ -360,10 +546,27 @@ export class SimChain {
     const n = tag === 'latest' || tag === 'pending' || tag === 'safe' || tag === 'finalized' ? head : BigInt(tag);
     const h = blockHash(n);
     return {
-      number: numberToHex(n), hash: h, parentHash: blockHash(n - 1n), nonce: '0x0000000000000000', sha3Uncles: h, logsBloom: `0x${'0'.repeat(512)}`,
-      transactionsRoot: h, stateRoot: h, receiptsRoot: h, miner: ZERO, difficulty: '0x0', totalDifficulty: '0x0', extraData: '0x', size: '0x0',
-      gasLimit: numberToHex(10_000_000_000n), gasUsed: '0x0', timestamp: numberToHex(BigInt(this.genesisTimestamp) + n * BigInt(EPOCH_SECONDS)),
-      baseFeePerGas: '0x64', transactions: [], uncles: [], mixHash: h,
+      number: numberToHex(n),
+      hash: h,
+      parentHash: blockHash(n - 1n),
+      nonce: '0x0000000000000000',
+      sha3Uncles: h,
+      logsBloom: `0x${'0'.repeat(512)}`,
+      transactionsRoot: h,
+      stateRoot: h,
+      receiptsRoot: h,
+      miner: ZERO,
+      difficulty: '0x0',
+      totalDifficulty: '0x0',
+      extraData: '0x',
+      size: '0x0',
+      gasLimit: numberToHex(10_000_000_000n),
+      gasUsed: '0x0',
+      timestamp: numberToHex(BigInt(this.genesisTimestamp) + n * BigInt(EPOCH_SECONDS)),
+      baseFeePerGas: '0x64',
+      transactions: [],
+      uncles: [],
+      mixHash: h,
     };
   }
 
@@ -383,7 +586,8 @@ export class SimChain {
 
   private multicall(from: Address, data: Hex): Hex {
     const { functionName, args } = decodeFunctionData({ abi: multicall3Abi, data });
-    if (functionName !== 'aggregate3') throw { code: -32000, message: `simulated Multicall3: ${functionName} not supported` };
+    if (functionName !== 'aggregate3')
+      throw { code: -32000, message: `simulated Multicall3: ${functionName} not supported` };
     const calls = args[0] as readonly { target: Address; allowFailure: boolean; callData: Hex }[];
     const results = calls.map((c) => {
       try {
@@ -405,7 +609,9 @@ export class SimChain {
     const h = handlers[functionName];
     if (!h) throw new Revert(`simulated ${to}: ${functionName} not implemented`);
     const result = h(args ?? [], ctx);
-    const fn = abi.find((x) => x.type === 'function' && x.name === functionName && toFunctionSelector(x) === data.slice(0, 10));
+    const fn = abi.find(
+      (x) => x.type === 'function' && x.name === functionName && toFunctionSelector(x) === data.slice(0, 10),
+    );
     const outputs = (fn as { outputs?: unknown[] } | undefined)?.outputs ?? [];
     if (outputs.length === 0) return '0x';
     return encodeFunctionResult({ abi: [fn!] as Abi, functionName, result } as never);
@@ -414,9 +620,14 @@ export class SimChain {
   private async sendRaw(raw: Hex): Promise<Hex> {
     const tx = parseTransaction(raw);
     const from = await recoverTransactionAddress({ serializedTransaction: raw as never });
-    if (tx.chainId !== undefined && tx.chainId !== this.chainId) throw { code: -32000, message: `invalid chain id ${tx.chainId}` };
+    if (tx.chainId !== undefined && tx.chainId !== this.chainId)
+      throw { code: -32000, message: `invalid chain id ${tx.chainId}` };
     const expected = (this.s.txNonces.get(lc(from)) ?? 0) + this.pending.filter((t) => lc(t.from) === lc(from)).length;
-    if (tx.nonce !== expected) throw { code: -32000, message: `nonce ${(tx.nonce ?? 0) < expected ? 'too low' : 'too high'}: expected ${expected}, got ${tx.nonce}` };
+    if (tx.nonce !== expected)
+      throw {
+        code: -32000,
+        message: `nonce ${(tx.nonce ?? 0) < expected ? 'too low' : 'too high'}: expected ${expected}, got ${tx.nonce}`,
+      };
     if (!tx.to) throw { code: -32000, message: 'simulated chain: contract creation not supported' };
     const hash = keccak256(raw);
     const to = tx.to;
@@ -431,29 +642,55 @@ export class SimChain {
     const r = this.receipts.get(lc(hash));
     if (!r) return null;
     return {
-      transactionHash: r.hash, transactionIndex: '0x0', blockHash: blockHash(r.blockNumber), blockNumber: numberToHex(r.blockNumber),
-      from: r.from, to: r.to, cumulativeGasUsed: '0x5208', gasUsed: '0x5208', effectiveGasPrice: '0x64', contractAddress: null,
-      logs: r.logs.map((l) => this.formatLog(l)), logsBloom: `0x${'0'.repeat(512)}`, status: r.status === 'success' ? '0x1' : '0x0', type: '0x2',
+      transactionHash: r.hash,
+      transactionIndex: '0x0',
+      blockHash: blockHash(r.blockNumber),
+      blockNumber: numberToHex(r.blockNumber),
+      from: r.from,
+      to: r.to,
+      cumulativeGasUsed: '0x5208',
+      gasUsed: '0x5208',
+      effectiveGasPrice: '0x64',
+      contractAddress: null,
+      logs: r.logs.map((l) => this.formatLog(l)),
+      logsBloom: `0x${'0'.repeat(512)}`,
+      status: r.status === 'success' ? '0x1' : '0x0',
+      type: '0x2',
     };
   }
 
   private formatLog(l: Log) {
     return {
-      address: l.address, topics: l.topics, data: l.data, blockNumber: numberToHex(l.blockNumber), blockHash: blockHash(l.blockNumber),
-      transactionHash: l.transactionHash, transactionIndex: '0x0', logIndex: numberToHex(l.logIndex), removed: false,
+      address: l.address,
+      topics: l.topics,
+      data: l.data,
+      blockNumber: numberToHex(l.blockNumber),
+      blockHash: blockHash(l.blockNumber),
+      transactionHash: l.transactionHash,
+      transactionIndex: '0x0',
+      logIndex: numberToHex(l.logIndex),
+      removed: false,
     };
   }
 
   private getLogs(f: LogFilter) {
     const head = this.head();
-    const num = (t: string | undefined, dflt: bigint) => (t === undefined || t === 'latest' ? dflt : t === 'earliest' ? 0n : BigInt(t));
+    const num = (t: string | undefined, dflt: bigint) =>
+      t === undefined || t === 'latest' ? dflt : t === 'earliest' ? 0n : BigInt(t);
     const from = num(f.fromBlock, head);
     const to = num(f.toBlock, head);
     const addrs = f.address === undefined ? undefined : (Array.isArray(f.address) ? f.address : [f.address]).map(lc);
     return this.logs
       .filter((l) => l.blockNumber >= from && l.blockNumber <= to)
       .filter((l) => !addrs || addrs.includes(lc(l.address)))
-      .filter((l) => (f.topics ?? []).every((t, i) => t === null || t === undefined || (Array.isArray(t) ? t.map(lc).includes(lc(l.topics[i] ?? '')) : lc(t) === lc(l.topics[i] ?? ''))))
+      .filter((l) =>
+        (f.topics ?? []).every(
+          (t, i) =>
+            t === null ||
+            t === undefined ||
+            (Array.isArray(t) ? t.map(lc).includes(lc(l.topics[i] ?? '')) : lc(t) === lc(l.topics[i] ?? '')),
+        ),
+      )
       .map((l) => this.formatLog(l));
   }
 
@@ -465,10 +702,20 @@ export class SimChain {
       while (set.deadline <= head) {
         const deadline = set.deadline;
         if (set.faulty) {
-          this.logs.push(this.log(ADDRESSES.fwss, Abis.fwss as Abi, 'FaultRecord', { dataSetId: id, periodsFaulted: 1n, deadline }, deadline));
+          this.logs.push(
+            this.log(
+              ADDRESSES.fwss,
+              Abis.fwss as Abi,
+              'FaultRecord',
+              { dataSetId: id, periodsFaulted: 1n, deadline },
+              deadline,
+            ),
+          );
         } else {
           set.lastProven = deadline - CHALLENGE_WINDOW / 2n;
-          this.logs.push(this.log(ADDRESSES.pdp, Abis.pdp as Abi, 'PossessionProven', { setId: id, challenges: [] }, set.lastProven));
+          this.logs.push(
+            this.log(ADDRESSES.pdp, Abis.pdp as Abi, 'PossessionProven', { setId: id, challenges: [] }, set.lastProven),
+          );
         }
         // nextProvingPeriod: scheduled removals take effect, the rate follows the new size.
         for (const pid of set.scheduled) {
@@ -476,7 +723,9 @@ export class SimChain {
           if (p) p.live = false;
         }
         if (set.scheduled.length > 0) {
-          this.logs.push(this.log(ADDRESSES.pdp, Abis.pdp as Abi, 'PiecesRemoved', { setId: id, pieceIds: set.scheduled }, deadline));
+          this.logs.push(
+            this.log(ADDRESSES.pdp, Abis.pdp as Abi, 'PiecesRemoved', { setId: id, pieceIds: set.scheduled }, deadline),
+          );
           set.scheduled = [];
           this.updateRate(this.s, id);
         }
@@ -485,8 +734,17 @@ export class SimChain {
     }
   }
 
-  private log(address: Address, abi: Abi, eventName: string, args: Record<string, unknown>, blockNumber: bigint, transactionHash: Hex = ZERO_HASH): Log {
-    const ev = abi.find((x) => x.type === 'event' && x.name === eventName) as unknown as { inputs: { name: string; type: string; indexed?: boolean }[] };
+  private log(
+    address: Address,
+    abi: Abi,
+    eventName: string,
+    args: Record<string, unknown>,
+    blockNumber: bigint,
+    transactionHash: Hex = ZERO_HASH,
+  ): Log {
+    const ev = abi.find((x) => x.type === 'event' && x.name === eventName) as unknown as {
+      inputs: { name: string; type: string; indexed?: boolean }[];
+    };
     const indexed = Object.fromEntries(ev.inputs.filter((i) => i.indexed).map((i) => [i.name, args[i.name]]));
     const topics = encodeEventTopics({ abi: [ev] as unknown as Abi, eventName, args: indexed } as never) as Hex[];
     const rest = ev.inputs.filter((i) => !i.indexed);
@@ -538,10 +796,22 @@ export class SimChain {
   }
 
   /** EIP-2612 permit: the owner's signature sets the allowance (the nonce guards replay). */
-  private permitSync(ctx: Ctx, owner: Address, spender: Address, value: bigint, deadline: bigint, v: number, r: Hex, s: Hex, nonce: bigint): void {
+  private permitSync(
+    ctx: Ctx,
+    owner: Address,
+    spender: Address,
+    value: bigint,
+    deadline: bigint,
+    v: number,
+    r: Hex,
+    s: Hex,
+    nonce: bigint,
+  ): void {
     const signer = recoverTypedSync(
       { name: USDFC_NAME, version: '1', chainId: this.chainId, verifyingContract: ADDRESSES.usdfc },
-      'Permit', { owner, spender, value, nonce, deadline }, { r, s, v: BigInt(v) },
+      'Permit',
+      { owner, spender, value, nonce, deadline },
+      { r, s, v: BigInt(v) },
     );
     if (lc(signer) !== lc(owner)) throw new Revert('ERC2612InvalidSigner', [signer, owner]);
     ctx.s.permitNonces.set(lc(owner), nonce + 1n);
@@ -556,32 +826,61 @@ export class SimChain {
       },
       operatorApprovals: ([token, client, operator]) => {
         const a = this.s.approvals.get(key(token as Address, client as Address, operator as Address));
-        return a ? [a.isApproved, a.rateAllowance, a.lockupAllowance, a.rateUsage, a.lockupUsage, a.maxLockupPeriod] : [false, 0n, 0n, 0n, 0n, 0n];
+        return a
+          ? [a.isApproved, a.rateAllowance, a.lockupAllowance, a.rateUsage, a.lockupUsage, a.maxLockupPeriod]
+          : [false, 0n, 0n, 0n, 0n, 0n];
       },
       setOperatorApproval: ([token, operator, approved, rateAllowance, lockupAllowance, maxLockupPeriod], ctx) => {
         ctx.s.approvals.set(key(token as Address, ctx.from, operator as Address), {
-          isApproved: approved as boolean, rateAllowance: rateAllowance as bigint, lockupAllowance: lockupAllowance as bigint,
-          rateUsage: 0n, lockupUsage: 0n, maxLockupPeriod: maxLockupPeriod as bigint,
+          isApproved: approved as boolean,
+          rateAllowance: rateAllowance as bigint,
+          lockupAllowance: lockupAllowance as bigint,
+          rateUsage: 0n,
+          lockupUsage: 0n,
+          maxLockupPeriod: maxLockupPeriod as bigint,
         });
       },
       deposit: ([token, to, amount], ctx) => {
         const allowance = ctx.s.allowances.get(key(ctx.from, ADDRESSES.pay)) ?? 0n;
-        if (allowance < (amount as bigint)) throw new Revert('ERC20InsufficientAllowance', [ADDRESSES.pay, allowance, amount]);
+        if (allowance < (amount as bigint))
+          throw new Revert('ERC20InsufficientAllowance', [ADDRESSES.pay, allowance, amount]);
         ctx.s.allowances.set(key(ctx.from, ADDRESSES.pay), allowance - (amount as bigint));
         this.credit(ctx, token as Address, ctx.from, to as Address, amount as bigint);
       },
       depositWithPermit: ([token, to, amount, deadline, v, r, s], ctx) => {
-        this.permitSync(ctx, to as Address, ADDRESSES.pay, amount as bigint, deadline as bigint, v as number, r as Hex, s as Hex, ctx.s.permitNonces.get(lc(to as string)) ?? 0n);
+        this.permitSync(
+          ctx,
+          to as Address,
+          ADDRESSES.pay,
+          amount as bigint,
+          deadline as bigint,
+          v as number,
+          r as Hex,
+          s as Hex,
+          ctx.s.permitNonces.get(lc(to as string)) ?? 0n,
+        );
         ctx.s.allowances.set(key(to as Address, ADDRESSES.pay), 0n);
         this.credit(ctx, token as Address, to as Address, to as Address, amount as bigint);
       },
       getRailsForPayerAndToken: ([payer, token]) => {
-        const rails = [...this.s.rails.entries()].filter(([, r]) => lc(r.from) === lc(payer as string) && lc(r.token) === lc(token as string));
-        return [rails.map(([railId, r]) => ({ railId, isTerminated: r.endEpoch !== 0n, endEpoch: r.endEpoch })), BigInt(rails.length), BigInt(rails.length)];
+        const rails = [...this.s.rails.entries()].filter(
+          ([, r]) => lc(r.from) === lc(payer as string) && lc(r.token) === lc(token as string),
+        );
+        return [
+          rails.map(([railId, r]) => ({ railId, isTerminated: r.endEpoch !== 0n, endEpoch: r.endEpoch })),
+          BigInt(rails.length),
+          BigInt(rails.length),
+        ];
       },
       getRailsForPayeeAndToken: ([payee, token]) => {
-        const rails = [...this.s.rails.entries()].filter(([, r]) => lc(r.to) === lc(payee as string) && lc(r.token) === lc(token as string));
-        return [rails.map(([railId, r]) => ({ railId, isTerminated: r.endEpoch !== 0n, endEpoch: r.endEpoch })), BigInt(rails.length), BigInt(rails.length)];
+        const rails = [...this.s.rails.entries()].filter(
+          ([, r]) => lc(r.to) === lc(payee as string) && lc(r.token) === lc(token as string),
+        );
+        return [
+          rails.map(([railId, r]) => ({ railId, isTerminated: r.endEpoch !== 0n, endEpoch: r.endEpoch })),
+          BigInt(rails.length),
+          BigInt(rails.length),
+        ];
       },
       getRail: ([railId]) => {
         const r = this.s.rails.get(railId as bigint);
@@ -604,7 +903,11 @@ export class SimChain {
       nonces: ([o]) => this.s.permitNonces.get(lc(o as string)) ?? 0n,
       approve: ([spender, amount], ctx) => {
         ctx.s.allowances.set(key(ctx.from, spender as Address), amount as bigint);
-        this.emit(ctx, ADDRESSES.usdfc, Abis.erc20WithPermit as Abi, 'Approval', { owner: ctx.from, spender, value: amount });
+        this.emit(ctx, ADDRESSES.usdfc, Abis.erc20WithPermit as Abi, 'Approval', {
+          owner: ctx.from,
+          spender,
+          value: amount,
+        });
         return true;
       },
       transfer: ([to, amount], ctx) => {
@@ -612,7 +915,17 @@ export class SimChain {
         return true;
       },
       permit: ([owner, spender, value, deadline, v, r, s], ctx) =>
-        this.permitSync(ctx, owner as Address, spender as Address, value as bigint, deadline as bigint, v as number, r as Hex, s as Hex, ctx.s.permitNonces.get(lc(owner as string)) ?? 0n),
+        this.permitSync(
+          ctx,
+          owner as Address,
+          spender as Address,
+          value as bigint,
+          deadline as bigint,
+          v as number,
+          r as Hex,
+          s as Hex,
+          ctx.s.permitNonces.get(lc(owner as string)) ?? 0n,
+        ),
       DOMAIN_SEPARATOR: () => ZERO_HASH,
     };
   }
@@ -621,13 +934,20 @@ export class SimChain {
   private providerWithProduct(p: Provider) {
     return {
       providerId: p.id,
-      providerInfo: { serviceProvider: p.serviceProvider, payee: p.payee, name: p.name, description: p.description, isActive: p.isActive },
+      providerInfo: {
+        serviceProvider: p.serviceProvider,
+        payee: p.payee,
+        name: p.name,
+        description: p.description,
+        isActive: p.isActive,
+      },
       product: { productType: 0, capabilityKeys: p.keys, isActive: true },
       productCapabilityValues: p.values,
     };
   }
   private registryHandlers(): Record<string, Handler> {
-    const byAddress = (a: unknown) => [...this.s.providers.values()].find((p) => lc(p.serviceProvider) === lc(a as string));
+    const byAddress = (a: unknown) =>
+      [...this.s.providers.values()].find((p) => lc(p.serviceProvider) === lc(a as string));
     return {
       getProviderWithProduct: ([id]) => {
         const p = this.s.providers.get(id as bigint);
@@ -637,7 +957,16 @@ export class SimChain {
       getProvider: ([id]) => {
         const p = this.s.providers.get(id as bigint);
         if (!p) throw new Revert('Provider not found');
-        return { providerId: p.id, info: { serviceProvider: p.serviceProvider, payee: p.payee, name: p.name, description: p.description, isActive: p.isActive } };
+        return {
+          providerId: p.id,
+          info: {
+            serviceProvider: p.serviceProvider,
+            payee: p.payee,
+            name: p.name,
+            description: p.description,
+            isActive: p.isActive,
+          },
+        };
       },
       getProviderIdByAddress: ([a]) => byAddress(a)?.id ?? 0n,
       getProviderPayee: ([id]) => this.s.providers.get(id as bigint)?.payee ?? ZERO,
@@ -661,7 +990,8 @@ export class SimChain {
   private pdpHandlers(): Record<string, Handler> {
     return {
       dataSetLive: ([id]) => this.s.pdp.get(id as bigint)?.live ?? false,
-      pieceLive: ([id, pid]) => !!this.s.pdp.get(id as bigint)?.live && !!this.s.pdp.get(id as bigint)?.pieces.get(pid as bigint)?.live,
+      pieceLive: ([id, pid]) =>
+        !!this.s.pdp.get(id as bigint)?.live && !!this.s.pdp.get(id as bigint)?.pieces.get(pid as bigint)?.live,
       getDataSetListener: ([id]) => this.pdpSet(id).listener,
       getDataSetStorageProvider: ([id]) => [this.pdpSet(id).sp, ZERO],
       getNextPieceId: ([id]) => this.pdpSet(id).nextPieceId,
@@ -686,15 +1016,30 @@ export class SimChain {
       getActivePieces: ([id, offset, limit]) => {
         const all = this.livePieces(this.pdpSet(id));
         const page = all.slice(Number(offset as bigint), Number((offset as bigint) + (limit as bigint)));
-        return [page.map(([, p]) => ({ data: p.cid })), page.map(([pid]) => pid), Number(offset as bigint) + page.length < all.length];
+        return [
+          page.map(([, p]) => ({ data: p.cid })),
+          page.map(([pid]) => pid),
+          Number(offset as bigint) + page.length < all.length,
+        ];
       },
     };
   }
 
   private pdpCreateDataSet(ctx: Ctx, listener: Address, extraData: Hex): bigint {
-    if (lc(listener) !== lc(ADDRESSES.fwss)) throw new Revert('simulated PDPVerifier: only the FWSS listener is simulated');
+    if (lc(listener) !== lc(ADDRESSES.fwss))
+      throw new Revert('simulated PDPVerifier: only the FWSS listener is simulated');
     const id = ctx.s.nextDataSet++;
-    ctx.s.pdp.set(id, { live: true, sp: ctx.from, listener, nextPieceId: 0n, pieces: new Map(), scheduled: [], lastProven: this.head(), deadline: 0n, faulty: false });
+    ctx.s.pdp.set(id, {
+      live: true,
+      sp: ctx.from,
+      listener,
+      nextPieceId: 0n,
+      pieces: new Map(),
+      scheduled: [],
+      lastProven: this.head(),
+      deadline: 0n,
+      faulty: false,
+    });
     this.emit(ctx, ADDRESSES.pdp, Abis.pdp as Abi, 'DataSetCreated', { setId: id, storageProvider: ctx.from });
     this.fwssDataSetCreated(ctx, id, ctx.from, extraData);
     return id;
@@ -712,7 +1057,11 @@ export class SimChain {
       set.pieces.set(pid, { cid, leafCount, live: true });
       ids.push(pid);
     }
-    this.emit(ctx, ADDRESSES.pdp, Abis.pdp as Abi, 'PiecesAdded', { setId: id, pieceIds: ids, pieceCids: pieces.map((data) => ({ data })) });
+    this.emit(ctx, ADDRESSES.pdp, Abis.pdp as Abi, 'PiecesAdded', {
+      setId: id,
+      pieceIds: ids,
+      pieceCids: pieces.map((data) => ({ data })),
+    });
     this.fwssPiecesAdded(ctx, id, first, pieces, extraData);
     if (set.deadline === 0n) set.deadline = this.head() + MAX_PROVING_PERIOD; // proving starts with the first piece
     return ids;
@@ -722,7 +1071,8 @@ export class SimChain {
     const set = ctx.s.pdp.get(id);
     if (!set?.live) throw new Revert('InvalidDataSetId', [id]);
     if (lc(set.sp) !== lc(ctx.from)) throw new Revert('Only the storage provider can schedule removal of pieces');
-    for (const pid of pieceIds) if (!set.pieces.get(pid)?.live) throw new Revert('Can only schedule removal of existing pieces');
+    for (const pid of pieceIds)
+      if (!set.pieces.get(pid)?.live) throw new Revert('Can only schedule removal of existing pieces');
     this.fwssPiecesScheduledRemove(ctx, id, pieceIds, extraData);
     for (const pid of pieceIds) if (!set.scheduled.includes(pid)) set.scheduled.push(pid);
   }
@@ -736,14 +1086,23 @@ export class SimChain {
 
   private fwssDataSetCreated(ctx: Ctx, id: bigint, sp: Address, extraData: Hex): void {
     const [payer, clientDataSetId, keys, values, signature] = decodeAbiParameters(
-      [{ type: 'address' }, { type: 'uint256' }, { type: 'string[]' }, { type: 'string[]' }, { type: 'bytes' }], extraData,
+      [{ type: 'address' }, { type: 'uint256' }, { type: 'string[]' }, { type: 'string[]' }, { type: 'bytes' }],
+      extraData,
     );
     const provider = [...ctx.s.providers.values()].find((p) => lc(p.serviceProvider) === lc(sp));
     if (!provider) throw new Revert('ProviderNotRegistered', [sp]);
-    if ((ctx.s.clientNonces.get(key(payer, clientDataSetId)) ?? 0n) !== 0n) throw new Revert('ClientDataSetAlreadyRegistered', [clientDataSetId]);
-    const signer = recoverTypedSync(this.domain(), 'CreateDataSet', {
-      clientDataSetId, payee: provider.payee, metadata: keys.map((k, i) => ({ key: k, value: values[i]! })),
-    }, signature);
+    if ((ctx.s.clientNonces.get(key(payer, clientDataSetId)) ?? 0n) !== 0n)
+      throw new Revert('ClientDataSetAlreadyRegistered', [clientDataSetId]);
+    const signer = recoverTypedSync(
+      this.domain(),
+      'CreateDataSet',
+      {
+        clientDataSetId,
+        payee: provider.payee,
+        metadata: keys.map((k, i) => ({ key: k, value: values[i]! })),
+      },
+      signature,
+    );
     if (lc(signer) !== lc(payer)) throw new Revert('InvalidSignature', [payer, signer]);
     const approval = ctx.s.approvals.get(key(ADDRESSES.usdfc, payer, ADDRESSES.fwss));
     if (!approval?.isApproved) throw new Revert('OperatorNotApproved', [payer, ADDRESSES.fwss]);
@@ -751,13 +1110,41 @@ export class SimChain {
     ctx.s.clientDataSets.set(lc(payer), [...(ctx.s.clientDataSets.get(lc(payer)) ?? []), id]);
     const railId = ctx.s.nextRail++;
     ctx.s.rails.set(railId, {
-      token: ADDRESSES.usdfc, from: payer, to: provider.payee, operator: ADDRESSES.fwss, validator: ADDRESSES.fwss, paymentRate: 0n,
-      lockupPeriod: LOCKUP_PERIOD, lockupFixed: 0n, settledUpTo: this.head(), endEpoch: 0n, commissionRateBps: 0n, serviceFeeRecipient: ADDRESSES.fwss,
+      token: ADDRESSES.usdfc,
+      from: payer,
+      to: provider.payee,
+      operator: ADDRESSES.fwss,
+      validator: ADDRESSES.fwss,
+      paymentRate: 0n,
+      lockupPeriod: LOCKUP_PERIOD,
+      lockupFixed: 0n,
+      settledUpTo: this.head(),
+      endEpoch: 0n,
+      commissionRateBps: 0n,
+      serviceFeeRecipient: ADDRESSES.fwss,
     });
-    ctx.s.fwss.set(id, { pdpRailId: railId, payer, payee: provider.payee, serviceProvider: sp, providerId: provider.id, clientDataSetId, pdpEndEpoch: 0n, keys: [...keys], values: [...values] });
+    ctx.s.fwss.set(id, {
+      pdpRailId: railId,
+      payer,
+      payee: provider.payee,
+      serviceProvider: sp,
+      providerId: provider.id,
+      clientDataSetId,
+      pdpEndEpoch: 0n,
+      keys: [...keys],
+      values: [...values],
+    });
     this.emit(ctx, ADDRESSES.fwss, Abis.fwss as Abi, 'DataSetCreated', {
-      dataSetId: id, providerId: provider.id, pdpRailId: railId, cacheMissRailId: 0n, cdnRailId: 0n, payer, serviceProvider: sp,
-      payee: provider.payee, metadataKeys: keys, metadataValues: values,
+      dataSetId: id,
+      providerId: provider.id,
+      pdpRailId: railId,
+      cacheMissRailId: 0n,
+      cdnRailId: 0n,
+      payer,
+      serviceProvider: sp,
+      payee: provider.payee,
+      metadataKeys: keys,
+      metadataValues: values,
     });
   }
 
@@ -765,19 +1152,37 @@ export class SimChain {
     const info = this.fwssInfo(ctx, id);
     if (info.pdpEndEpoch !== 0n) throw new Revert('DataSetPaymentAlreadyTerminated', [id]);
     const [nonce, keys, values, signature] = decodeAbiParameters(
-      [{ type: 'uint256' }, { type: 'string[][]' }, { type: 'string[][]' }, { type: 'bytes' }], extraData,
+      [{ type: 'uint256' }, { type: 'string[][]' }, { type: 'string[][]' }, { type: 'bytes' }],
+      extraData,
     );
-    if ((ctx.s.clientNonces.get(key(info.payer, nonce)) ?? 0n) !== 0n) throw new Revert('ClientDataSetAlreadyRegistered', [nonce]);
+    if ((ctx.s.clientNonces.get(key(info.payer, nonce)) ?? 0n) !== 0n)
+      throw new Revert('ClientDataSetAlreadyRegistered', [nonce]);
     ctx.s.clientNonces.set(key(info.payer, nonce), ((firstAdded + BigInt(pieces.length)) << 128n) | id);
-    const signer = recoverTypedSync(this.domain(), 'AddPieces', {
-      clientDataSetId: info.clientDataSetId, nonce, pieceData: pieces.map((data) => ({ data })),
-      pieceMetadata: pieces.map((_, i) => ({ pieceIndex: BigInt(i), metadata: (keys[i] ?? []).map((k, j) => ({ key: k, value: values[i]![j]! })) })),
-    }, signature);
+    const signer = recoverTypedSync(
+      this.domain(),
+      'AddPieces',
+      {
+        clientDataSetId: info.clientDataSetId,
+        nonce,
+        pieceData: pieces.map((data) => ({ data })),
+        pieceMetadata: pieces.map((_, i) => ({
+          pieceIndex: BigInt(i),
+          metadata: (keys[i] ?? []).map((k, j) => ({ key: k, value: values[i]![j]! })),
+        })),
+      },
+      signature,
+    );
     if (lc(signer) !== lc(info.payer)) throw new Revert('InvalidSignature', [info.payer, signer]);
     pieces.forEach((cid, i) => {
       const pieceId = firstAdded + BigInt(i);
       ctx.s.pieceMeta.set(key(id, pieceId), [[...(keys[i] ?? [])], [...(values[i] ?? [])]]);
-      this.emit(ctx, ADDRESSES.fwss, Abis.fwss as Abi, 'PieceAdded', { dataSetId: id, pieceId, pieceCid: { data: cid }, keys: keys[i] ?? [], values: values[i] ?? [] });
+      this.emit(ctx, ADDRESSES.fwss, Abis.fwss as Abi, 'PieceAdded', {
+        dataSetId: id,
+        pieceId,
+        pieceCid: { data: cid },
+        keys: keys[i] ?? [],
+        values: values[i] ?? [],
+      });
     });
     this.updateRate(ctx.s, id, true);
   }
@@ -785,7 +1190,12 @@ export class SimChain {
   private fwssPiecesScheduledRemove(ctx: Ctx, id: bigint, pieceIds: bigint[], extraData: Hex): void {
     const info = this.fwssInfo(ctx, id);
     const [signature] = decodeAbiParameters([{ type: 'bytes' }], extraData);
-    const signer = recoverTypedSync(this.domain(), 'SchedulePieceRemovals', { clientDataSetId: info.clientDataSetId, pieceIds }, signature);
+    const signer = recoverTypedSync(
+      this.domain(),
+      'SchedulePieceRemovals',
+      { clientDataSetId: info.clientDataSetId, pieceIds },
+      signature,
+    );
     if (lc(signer) !== lc(info.payer)) throw new Revert('InvalidSignature', [info.payer, signer]);
   }
 
@@ -805,7 +1215,8 @@ export class SimChain {
     acct.lockupRate += delta;
     acct.lockupCurrent += delta * LOCKUP_PERIOD;
     rail.paymentRate = rate;
-    if (enforce && acct.lockupCurrent > acct.funds) throw new Revert('InsufficientLockupFunds', [info.payer, acct.lockupCurrent, acct.funds]);
+    if (enforce && acct.lockupCurrent > acct.funds)
+      throw new Revert('InsufficientLockupFunds', [info.payer, acct.lockupCurrent, acct.funds]);
   }
 
   private domain() {
@@ -822,22 +1233,47 @@ export class SimChain {
       sessionKeyRegistry: () => ADDRESSES.sessionKeys,
       filBeamBeneficiaryAddress: () => ZERO,
       getServicePrice: () => ({
-        pricePerTiBPerMonthNoCDN: PRICE_PER_TIB_MONTH, pricePerTiBCdnEgress: 0n, pricePerTiBCacheMissEgress: 0n,
-        tokenAddress: ADDRESSES.usdfc, epochsPerMonth: EPOCHS_PER_MONTH, minimumPricePerMonth: MIN_RATE_PER_MONTH,
+        pricePerTiBPerMonthNoCDN: PRICE_PER_TIB_MONTH,
+        pricePerTiBCdnEgress: 0n,
+        pricePerTiBCacheMissEgress: 0n,
+        tokenAddress: ADDRESSES.usdfc,
+        epochsPerMonth: EPOCHS_PER_MONTH,
+        minimumPricePerMonth: MIN_RATE_PER_MONTH,
       }),
     };
   }
 
   private fwssViewHandlers(): Record<string, Handler> {
     const view = (id: bigint, f: FwssSet) => ({
-      pdpRailId: f.pdpRailId, cacheMissRailId: 0n, cdnRailId: 0n, payer: f.payer, payee: f.payee, serviceProvider: f.serviceProvider,
-      commissionBps: 0n, clientDataSetId: f.clientDataSetId, pdpEndEpoch: f.pdpEndEpoch, providerId: f.providerId, dataSetId: id,
+      pdpRailId: f.pdpRailId,
+      cacheMissRailId: 0n,
+      cdnRailId: 0n,
+      payer: f.payer,
+      payee: f.payee,
+      serviceProvider: f.serviceProvider,
+      commissionBps: 0n,
+      clientDataSetId: f.clientDataSetId,
+      pdpEndEpoch: f.pdpEndEpoch,
+      providerId: f.providerId,
+      dataSetId: id,
     });
     const ofClient = (payer: unknown) => this.s.clientDataSets.get(lc(payer as string)) ?? [];
     return {
       getDataSet: ([id]) => {
         const f = this.s.fwss.get(id as bigint);
-        return f ? view(id as bigint, f) : view(id as bigint, { pdpRailId: 0n, payer: ZERO, payee: ZERO, serviceProvider: ZERO, providerId: 0n, clientDataSetId: 0n, pdpEndEpoch: 0n, keys: [], values: [] });
+        return f
+          ? view(id as bigint, f)
+          : view(id as bigint, {
+              pdpRailId: 0n,
+              payer: ZERO,
+              payee: ZERO,
+              serviceProvider: ZERO,
+              providerId: 0n,
+              clientDataSetId: 0n,
+              pdpEndEpoch: 0n,
+              keys: [],
+              values: [],
+            });
       },
       getClientDataSets: ([payer]) => ofClient(payer).map((id) => view(id, this.s.fwss.get(id)!)),
       clientDataSets: ([payer]) => ofClient(payer),
@@ -893,7 +1329,8 @@ function toFunctionSelector(fn: unknown): string {
   return keccak256(toHex(sig)).slice(0, 10);
 }
 function canonicalType(p: { type: string; components?: unknown[] }): string {
-  if (p.type.startsWith('tuple')) return `(${(p.components as { type: string; components?: unknown[] }[]).map(canonicalType).join(',')})${p.type.slice(5)}`;
+  if (p.type.startsWith('tuple'))
+    return `(${(p.components as { type: string; components?: unknown[] }[]).map(canonicalType).join(',')})${p.type.slice(5)}`;
   return p.type;
 }
 
@@ -901,12 +1338,19 @@ function canonicalType(p: { type: string; components?: unknown[] }): string {
  * Recover an EIP-712 signer synchronously. viem's recoverTypedDataAddress is async only in
  * signature; the hashing and secp256k1 recovery it does are synchronous, so use their parts.
  */
-function recoverTypedSync(domain: Record<string, unknown>, primaryType: string, message: Record<string, unknown>, signature: Hex | { r: Hex; s: Hex; v: bigint }): Address {
+function recoverTypedSync(
+  domain: Record<string, unknown>,
+  primaryType: string,
+  message: Record<string, unknown>,
+  signature: Hex | { r: Hex; s: Hex; v: bigint },
+): Address {
   const hash = hashTypedData({ domain, types: EIP712Types, primaryType, message } as never);
   const sig = typeof signature === 'string' ? parseSignature(signature) : signature;
   const yParity = sig.v !== undefined ? Number(sig.v) - 27 : (sig as { yParity: number }).yParity;
   if (yParity !== 0 && yParity !== 1) throw new Revert('UnsupportedSignatureV', [Number(sig.v)]);
-  const recovered = new secp256k1.Signature(BigInt(sig.r), BigInt(sig.s)).addRecoveryBit(yParity).recoverPublicKey(hash.slice(2));
+  const recovered = new secp256k1.Signature(BigInt(sig.r), BigInt(sig.s))
+    .addRecoveryBit(yParity)
+    .recoverPublicKey(hash.slice(2));
   return publicKeyToAddress(`0x${recovered.toHex(false)}`);
 }
 

@@ -52,7 +52,13 @@ export class FilecoinSim {
   /** Misbehaviour, per server; set and clear freely. */
   readonly faults: { rpc?: Fault; pdp?: Fault; retrieval?: Fault } = {};
   /** What the servers saw, for assertions. */
-  readonly stats = { pdpUploads: 0, pdpCommits: 0, pdpDeletes: 0, lotusUploads: 0, rpcCalls: new Map<string, number>() };
+  readonly stats = {
+    pdpUploads: 0,
+    pdpCommits: 0,
+    pdpDeletes: 0,
+    lotusUploads: 0,
+    rpcCalls: new Map<string, number>(),
+  };
   providerId = 0n;
   rpcUrl = '';
   pdpUrl = '';
@@ -73,7 +79,11 @@ export class FilecoinSim {
     sim.rpcUrl = `${await sim.listen((req, res) => sim.onRpc(req, res))}/rpc/v1`;
     sim.pdpUrl = await sim.listen((req, res) => sim.onPdp(req, res));
     sim.retrievalUrl = await sim.listen((req, res) => sim.onRetrieval(req, res));
-    sim.providerId = sim.chain.registerProvider({ serviceProvider: sim.spAccount.address, serviceURL: sim.pdpUrl, maxPieceSizeInBytes: o.maxPieceSizeInBytes });
+    sim.providerId = sim.chain.registerProvider({
+      serviceProvider: sim.spAccount.address,
+      serviceURL: sim.pdpUrl,
+      maxPieceSizeInBytes: o.maxPieceSizeInBytes,
+    });
     return sim;
   }
 
@@ -100,7 +110,9 @@ export class FilecoinSim {
     await Promise.all(this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
   }
 
-  private async listen(handler: (req: http.IncomingMessage, res: http.ServerResponse) => Promise<void>): Promise<string> {
+  private async listen(
+    handler: (req: http.IncomingMessage, res: http.ServerResponse) => Promise<void>,
+  ): Promise<string> {
     const server = http.createServer((req, res) => {
       handler(req, res).catch((err: Error) => {
         if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' });
@@ -121,7 +133,11 @@ export class FilecoinSim {
     if (!fault || (fault.match && !fault.match.test(what))) return false;
     if (fault.kind === 'stall') return true; // never answered; the socket is destroyed at stop()
     if (rpcId !== undefined && fault.status === undefined) {
-      json(res, 200, { jsonrpc: '2.0', id: rpcId, error: { code: -32000, message: `simulated chain failure (${what})` } });
+      json(res, 200, {
+        jsonrpc: '2.0',
+        id: rpcId,
+        error: { code: -32000, message: `simulated chain failure (${what})` },
+      });
     } else {
       res.writeHead(fault.status ?? 503, { 'content-type': 'text/plain' }).end(`simulated failure (${what})`);
     }
@@ -145,10 +161,18 @@ export class FilecoinSim {
           : await this.chain.rpc(r.method, r.params ?? []);
         out.push({ jsonrpc: '2.0', id: r.id, result });
       } catch (err) {
-        if (err instanceof HttpRefusal) return void res.writeHead(err.status, { 'content-type': 'text/plain' }).end(err.message);
-        const e = err instanceof RpcError ? { code: err.code, message: err.message } : (err as { code?: number; message?: string; data?: Hex });
+        if (err instanceof HttpRefusal)
+          return void res.writeHead(err.status, { 'content-type': 'text/plain' }).end(err.message);
+        const e =
+          err instanceof RpcError
+            ? { code: err.code, message: err.message }
+            : (err as { code?: number; message?: string; data?: Hex });
         if (e.code === undefined) throw err;
-        out.push({ jsonrpc: '2.0', id: r.id, error: { code: e.code, message: e.message, ...('data' in e && e.data ? { data: e.data } : {}) } });
+        out.push({
+          jsonrpc: '2.0',
+          id: r.id,
+          error: { code: e.code, message: e.message, ...('data' in e && e.data ? { data: e.data } : {}) },
+        });
       }
     }
     json(res, 200, Array.isArray(body) ? out : out[0]);
@@ -204,7 +228,11 @@ export class FilecoinSim {
       return serveRange(req, res, bytes, bytes.length);
     }
     if (req.method === 'POST' && p === '/pdp/data-sets/create-and-add') {
-      const body = JSON.parse((await readBody(req)).toString('utf8')) as { recordKeeper: Address; extraData: Hex; pieces: { pieceCid: string }[] };
+      const body = JSON.parse((await readBody(req)).toString('utf8')) as {
+        recordKeeper: Address;
+        extraData: Hex;
+        pieces: { pieceCid: string }[];
+      };
       const pieces = this.piecesOrRefuse(body.pieces, res);
       if (!pieces) return;
       if (!isHex(body.extraData)) return text(res, 400, 'extraData must be hex');
@@ -215,9 +243,15 @@ export class FilecoinSim {
       }
       this.stats.pdpCommits++;
       const record: CommitRecord = { kind: 'create', status: 'pending', pieceCount: pieces.length };
-      const hash = this.chain.submitCreateAndAdd(this.spAccount.address, body.recordKeeper, body.extraData, pieces, (r, result) => {
-        Object.assign(record, r.status === 'success' ? { status: 'confirmed', ...result } : { status: 'rejected' });
-      });
+      const hash = this.chain.submitCreateAndAdd(
+        this.spAccount.address,
+        body.recordKeeper,
+        body.extraData,
+        pieces,
+        (r, result) => {
+          Object.assign(record, r.status === 'success' ? { status: 'confirmed', ...result } : { status: 'rejected' });
+        },
+      );
       this.commits.set(hash, record);
       return void res.writeHead(201, { Location: `/pdp/data-sets/created/${hash}` }).end();
     }
@@ -225,13 +259,20 @@ export class FilecoinSim {
       const c = this.commits.get(m[1]!);
       if (!c || c.kind !== 'create') return text(res, 404, 'not found');
       return json(res, 200, {
-        createMessageHash: m[1], dataSetCreated: c.status === 'confirmed', service: 'simulated-curio', txStatus: c.status,
-        ok: c.status === 'pending' ? null : c.status === 'confirmed', ...(c.dataSetId !== undefined ? { dataSetId: Number(c.dataSetId) } : {}),
+        createMessageHash: m[1],
+        dataSetCreated: c.status === 'confirmed',
+        service: 'simulated-curio',
+        txStatus: c.status,
+        ok: c.status === 'pending' ? null : c.status === 'confirmed',
+        ...(c.dataSetId !== undefined ? { dataSetId: Number(c.dataSetId) } : {}),
       });
     }
     if ((m = p.match(/^\/pdp\/data-sets\/(\d+)\/pieces$/)) && req.method === 'POST') {
       const dataSetId = BigInt(m[1]!);
-      const body = JSON.parse((await readBody(req)).toString('utf8')) as { extraData: Hex; pieces: { pieceCid: string }[] };
+      const body = JSON.parse((await readBody(req)).toString('utf8')) as {
+        extraData: Hex;
+        pieces: { pieceCid: string }[];
+      };
       const pieces = this.piecesOrRefuse(body.pieces, res);
       if (!pieces) return;
       try {
@@ -252,8 +293,13 @@ export class FilecoinSim {
       if (!c || (c.dataSetId !== undefined && c.dataSetId !== BigInt(m[1]!))) return text(res, 404, 'not found');
       const confirmed = c.status === 'confirmed';
       return json(res, 200, {
-        txHash: m[2], txStatus: c.status, dataSetId: Number(m[1]), pieceCount: c.pieceCount, addMessageOk: confirmed ? true : null,
-        piecesAdded: confirmed, ...(confirmed ? { confirmedPieceIds: (c.pieceIds ?? []).map(Number) } : {}),
+        txHash: m[2],
+        txStatus: c.status,
+        dataSetId: Number(m[1]),
+        pieceCount: c.pieceCount,
+        addMessageOk: confirmed ? true : null,
+        piecesAdded: confirmed,
+        ...(confirmed ? { confirmedPieceIds: (c.pieceIds ?? []).map(Number) } : {}),
       });
     }
     if (req.method === 'DELETE' && (m = p.match(/^\/pdp\/data-sets\/(\d+)\/pieces\/(\d+)$/))) {
@@ -265,7 +311,9 @@ export class FilecoinSim {
         return text(res, 500, `failed to estimate gas: execution reverted: ${(err as Error).message}`);
       }
       this.stats.pdpDeletes++;
-      return json(res, 200, { txHash: this.chain.submitSchedulePieceDeletions(this.spAccount.address, dataSetId, [pieceId], extraData) });
+      return json(res, 200, {
+        txHash: this.chain.submitSchedulePieceDeletions(this.spAccount.address, dataSetId, [pieceId], extraData),
+      });
     }
     text(res, 404, `simulated Curio: no route for ${req.method} ${p}`);
   }
@@ -295,7 +343,9 @@ export class FilecoinSim {
         return; // aborted mid-stream: nothing kept
       }
       this.stats.lotusUploads++;
-      return this.lotus.acceptPiece(cid, bytes) ? void res.writeHead(201).end() : text(res, 400, `bytes do not hash to piece ${cid}`);
+      return this.lotus.acceptPiece(cid, bytes)
+        ? void res.writeHead(201).end()
+        : text(res, 400, `bytes do not hash to piece ${cid}`);
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') return text(res, 405, 'method not allowed');
     const served = this.lotus.servedPiece(cid);
@@ -304,7 +354,12 @@ export class FilecoinSim {
   }
 }
 
-interface RpcRequest { jsonrpc: '2.0'; id: unknown; method: string; params?: unknown[] }
+interface RpcRequest {
+  jsonrpc: '2.0';
+  id: unknown;
+  method: string;
+  params?: unknown[];
+}
 
 async function readBody(req: http.IncomingMessage): Promise<Buffer> {
   const parts: Buffer[] = [];
@@ -336,7 +391,9 @@ function serveRange(req: http.IncomingMessage, res: http.ServerResponse, bytes: 
   const body = Buffer.alloc(end - start + 1);
   if (start < bytes.length) bytes.copy(body, 0, start, Math.min(bytes.length, end + 1));
   res.writeHead(range ? 206 : 200, {
-    'content-type': 'application/octet-stream', 'content-length': String(body.length), 'accept-ranges': 'bytes',
+    'content-type': 'application/octet-stream',
+    'content-length': String(body.length),
+    'accept-ranges': 'bytes',
     ...(range ? { 'content-range': `bytes ${start}-${end}/${length}` } : {}),
   });
   res.end(req.method === 'HEAD' ? undefined : body);

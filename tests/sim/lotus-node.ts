@@ -20,7 +20,15 @@ import { sha256 } from 'multiformats/hashes/sha2';
 import type { SimChain } from './chain.js';
 
 export const DEAL_STATE = {
-  ProposalRejected: 2, Sealing: 5, Active: 7, Expired: 8, Slashed: 9, Failing: 11, WaitingForData: 18, Publishing: 25, Error: 26,
+  ProposalRejected: 2,
+  Sealing: 5,
+  Active: 7,
+  Expired: 8,
+  Slashed: 9,
+  Failing: 11,
+  WaitingForData: 18,
+  Publishing: 25,
+  Error: 26,
 } as const;
 /** Market actor: a verified deal's claim may outlive the deal by this many epochs (90 days). */
 const TERM_BUFFER = 90 * 2880;
@@ -32,18 +40,61 @@ const METHOD_EXTEND_CLAIM_TERMS = 11;
 const EXIT = { OK: 0, ILLEGAL_ARGUMENT: 16, NOT_FOUND: 17, FORBIDDEN: 18, UNHANDLED: 22 } as const;
 
 /** Which methods need a token with write permission (as in Lotus's api permissions). */
-const WRITE_METHODS = new Set(['Filecoin.ClientStartDeal', 'Filecoin.ClientListDeals', 'Filecoin.ClientGetDealInfo', 'Filecoin.MpoolPushMessage']);
+const WRITE_METHODS = new Set([
+  'Filecoin.ClientStartDeal',
+  'Filecoin.ClientListDeals',
+  'Filecoin.ClientGetDealInfo',
+  'Filecoin.MpoolPushMessage',
+]);
 
 export interface DealProposal {
-  PieceCID: { '/': string }; PieceSize: number; VerifiedDeal: boolean; Client: string; Provider: string; Label: string;
-  StartEpoch: number; EndEpoch: number; StoragePricePerEpoch: string; ProviderCollateral: string; ClientCollateral: string;
+  PieceCID: { '/': string };
+  PieceSize: number;
+  VerifiedDeal: boolean;
+  Client: string;
+  Provider: string;
+  Label: string;
+  StartEpoch: number;
+  EndEpoch: number;
+  StoragePricePerEpoch: string;
+  ProviderCollateral: string;
+  ClientCollateral: string;
 }
-interface DealState { SectorNumber: number; SectorStartEpoch: number; LastUpdatedEpoch: number; SlashEpoch: number }
-interface Claim { Provider: number; Client: number; Data: { '/': string }; Size: number; TermMin: number; TermMax: number; TermStart: number; Sector: number }
+interface DealState {
+  SectorNumber: number;
+  SectorStartEpoch: number;
+  LastUpdatedEpoch: number;
+  SlashEpoch: number;
+}
+interface Claim {
+  Provider: number;
+  Client: number;
+  Data: { '/': string };
+  Size: number;
+  TermMin: number;
+  TermMax: number;
+  TermStart: number;
+  Sector: number;
+}
 interface ClientDeal {
-  ProposalCid: { '/': string }; State: number; Message: string; Provider: string;
-  DataRef: { TransferType: string; Root: { '/': string }; PieceCid: { '/': string } | null; PieceSize: number; RawBlockSize: number };
-  PieceCID: { '/': string }; Size: number; PricePerEpoch: string; Duration: number; DealID: number; CreationTime: string; Verified: boolean;
+  ProposalCid: { '/': string };
+  State: number;
+  Message: string;
+  Provider: string;
+  DataRef: {
+    TransferType: string;
+    Root: { '/': string };
+    PieceCid: { '/': string } | null;
+    PieceSize: number;
+    RawBlockSize: number;
+  };
+  PieceCID: { '/': string };
+  Size: number;
+  PricePerEpoch: string;
+  Duration: number;
+  DealID: number;
+  CreationTime: string;
+  Verified: boolean;
   /** Not part of Lotus's DealInfo: what the simulated provider will propose on chain. */
   proposal: DealProposal;
 }
@@ -88,7 +139,15 @@ export class SimLotus {
   private readonly clientDeals = new Map<string, ClientDeal>();
   private readonly claims = new Map<number, Claim>();
   private readonly faults = new Set<number>();
-  private readonly messages = new Map<string, { cid: string; msg: Message; receipt?: { ExitCode: number; Return: string | null; GasUsed: number }; height?: number }>();
+  private readonly messages = new Map<
+    string,
+    {
+      cid: string;
+      msg: Message;
+      receipt?: { ExitCode: number; Return: string | null; GasUsed: number };
+      height?: number;
+    }
+  >();
   private pendingMessages: string[] = [];
   /** The provider's pieces: v1 piece CID → the payload bytes (served zero-padded). */
   private readonly pieces = new Map<string, { bytes: Buffer; padded: bigint }>();
@@ -132,7 +191,8 @@ export class SimLotus {
     const info = DsPiece.fromPayload(bytes).toInfo();
     if (info.link.toString() !== pieceCidV1) return false;
     this.pieces.set(pieceCidV1, { bytes, padded: info.size });
-    for (const d of this.clientDeals.values()) if (d.State === DEAL_STATE.WaitingForData && d.PieceCID['/'] === pieceCidV1) this.publish(d);
+    for (const d of this.clientDeals.values())
+      if (d.State === DEAL_STATE.WaitingForData && d.PieceCID['/'] === pieceCidV1) this.publish(d);
     return true;
   }
   /** The bytes the provider serves for a piece: the payload, zero-padded to the unpadded piece size. */
@@ -147,7 +207,8 @@ export class SimLotus {
 
   // ---- JSON-RPC -------------------------------------------------------------------------------
   rpc(method: string, params: unknown[], authorization: string | undefined): unknown {
-    if (authorization !== undefined && authorization !== `Bearer ${this.token}`) throw new HttpRefusal(401, 'JWT Verification failed');
+    if (authorization !== undefined && authorization !== `Bearer ${this.token}`)
+      throw new HttpRefusal(401, 'JWT Verification failed');
     if (WRITE_METHODS.has(method) && authorization === undefined) {
       throw new RpcError(`missing permission to invoke '${method.slice('Filecoin.'.length)}' (need 'write')`);
     }
@@ -168,9 +229,19 @@ export class SimLotus {
       case 'Filecoin.StateMinerInfo':
         this.miner(params[0]);
         return {
-          Owner: 'f0999', Worker: 'f0998', NewWorker: '<empty>', ControlAddresses: [], WorkerChangeEpoch: -1, PeerId: '12D3KooWSimulated',
-          Multiaddrs: [], WindowPoStProofType: 8, SectorSize: this.sectorSize, WindowPoStPartitionSectors: 2349, ConsensusFaultElapsed: -1,
-          Beneficiary: 'f0999', PendingOwnerAddress: null,
+          Owner: 'f0999',
+          Worker: 'f0998',
+          NewWorker: '<empty>',
+          ControlAddresses: [],
+          WorkerChangeEpoch: -1,
+          PeerId: '12D3KooWSimulated',
+          Multiaddrs: [],
+          WindowPoStProofType: 8,
+          SectorSize: this.sectorSize,
+          WindowPoStPartitionSectors: 2349,
+          ConsensusFaultElapsed: -1,
+          Beneficiary: 'f0999',
+          PendingOwnerAddress: null,
         };
       case 'Filecoin.StateMinerFaults': {
         this.miner(params[0]);
@@ -203,7 +274,13 @@ export class SimLotus {
       case 'Filecoin.StateSearchMsg': {
         const m = this.messages.get((params[1] as { '/': string })['/']);
         if (!m?.receipt) return null;
-        return { Message: { '/': m.cid }, Receipt: { ...m.receipt, EventsRoot: null }, ReturnDec: null, TipSet: [{ '/': fakeCid(`tipset ${m.height}`) }], Height: m.height };
+        return {
+          Message: { '/': m.cid },
+          Receipt: { ...m.receipt, EventsRoot: null },
+          ReturnDec: null,
+          TipSet: [{ '/': fakeCid(`tipset ${m.height}`) }],
+          Height: m.height,
+        };
       }
       default:
         throw new RpcError(`method '${method}' not found`, -32601);
@@ -218,14 +295,18 @@ export class SimLotus {
     this.miner(p.Miner);
     const wallet = p.Wallet;
     if (wallet !== this.clientAddress) throw new RpcError(`wallet ${wallet} not found in the keystore`);
-    if (p.Data.TransferType !== 'manual') throw new RpcError('simulated Lotus: only manual (offline) transfer is simulated');
+    if (p.Data.TransferType !== 'manual')
+      throw new RpcError('simulated Lotus: only manual (offline) transfer is simulated');
     if (!p.Data.PieceCid) throw new RpcError('manual transfer needs Data.PieceCid');
     const pieceCid = p.Data.PieceCid['/'];
     parseV1(pieceCid);
     const padded = (p.Data.PieceSize * 128) / 127;
-    if (!Number.isInteger(padded) || padded < 128 || (padded & (padded - 1)) !== 0) throw new RpcError(`invalid unpadded piece size ${p.Data.PieceSize}`);
-    if (padded > this.sectorSize) throw new RpcError(`piece size ${padded} exceeds the miner's sector size ${this.sectorSize}`);
-    if (p.MinBlocksDuration < 180 * 2880 || p.MinBlocksDuration > 1278 * 2880) throw new RpcError(`deal duration ${p.MinBlocksDuration} out of bounds`);
+    if (!Number.isInteger(padded) || padded < 128 || (padded & (padded - 1)) !== 0)
+      throw new RpcError(`invalid unpadded piece size ${p.Data.PieceSize}`);
+    if (padded > this.sectorSize)
+      throw new RpcError(`piece size ${padded} exceeds the miner's sector size ${this.sectorSize}`);
+    if (p.MinBlocksDuration < 180 * 2880 || p.MinBlocksDuration > 1278 * 2880)
+      throw new RpcError(`deal duration ${p.MinBlocksDuration} out of bounds`);
     if (p.DealStartEpoch < this.head()) throw new RpcError(`deal start epoch ${p.DealStartEpoch} has already passed`);
     if (p.VerifiedDeal) {
       if (this.datacap < BigInt(padded)) throw new RpcError(`not enough DataCap: have ${this.datacap}, need ${padded}`);
@@ -233,14 +314,32 @@ export class SimLotus {
     }
     const proposalCid = fakeCid(`proposal ${pieceCid} ${Date.now()} ${randomBytes(8).toString('hex')}`);
     const proposal: DealProposal = {
-      PieceCID: { '/': pieceCid }, PieceSize: padded, VerifiedDeal: p.VerifiedDeal, Client: `f0${this.clientActorId}`, Provider: p.Miner,
-      Label: p.Data.Root['/'], StartEpoch: p.DealStartEpoch, EndEpoch: p.DealStartEpoch + p.MinBlocksDuration,
-      StoragePricePerEpoch: p.EpochPrice, ProviderCollateral: p.ProviderCollateral ?? '0', ClientCollateral: '0',
+      PieceCID: { '/': pieceCid },
+      PieceSize: padded,
+      VerifiedDeal: p.VerifiedDeal,
+      Client: `f0${this.clientActorId}`,
+      Provider: p.Miner,
+      Label: p.Data.Root['/'],
+      StartEpoch: p.DealStartEpoch,
+      EndEpoch: p.DealStartEpoch + p.MinBlocksDuration,
+      StoragePricePerEpoch: p.EpochPrice,
+      ProviderCollateral: p.ProviderCollateral ?? '0',
+      ClientCollateral: '0',
     };
     const d: ClientDeal = {
-      ProposalCid: { '/': proposalCid }, State: DEAL_STATE.WaitingForData, Message: '', Provider: p.Miner, DataRef: { ...p.Data },
-      PieceCID: { '/': pieceCid }, Size: padded, PricePerEpoch: p.EpochPrice, Duration: p.MinBlocksDuration, DealID: 0,
-      CreationTime: new Date().toISOString(), Verified: p.VerifiedDeal, proposal,
+      ProposalCid: { '/': proposalCid },
+      State: DEAL_STATE.WaitingForData,
+      Message: '',
+      Provider: p.Miner,
+      DataRef: { ...p.Data },
+      PieceCID: { '/': pieceCid },
+      Size: padded,
+      PricePerEpoch: p.EpochPrice,
+      Duration: p.MinBlocksDuration,
+      DealID: 0,
+      CreationTime: new Date().toISOString(),
+      Verified: p.VerifiedDeal,
+      proposal,
     };
     this.clientDeals.set(proposalCid, d);
     if (this.pieces.has(pieceCid)) this.publish(d);
@@ -264,8 +363,14 @@ export class SimLotus {
       if (d.proposal.VerifiedDeal) {
         const term = d.proposal.EndEpoch - d.proposal.StartEpoch;
         this.claims.set(this.nextClaimId++, {
-          Provider: this.minerActorId, Client: this.clientActorId, Data: { ...d.proposal.PieceCID }, Size: d.proposal.PieceSize,
-          TermMin: term, TermMax: term + TERM_BUFFER, TermStart: activation, Sector: sector,
+          Provider: this.minerActorId,
+          Client: this.clientActorId,
+          Data: { ...d.proposal.PieceCID },
+          Size: d.proposal.PieceSize,
+          TermMin: term,
+          TermMax: term + TERM_BUFFER,
+          TermStart: activation,
+          Sector: sector,
         });
       }
     };
@@ -287,7 +392,11 @@ export class SimLotus {
     this.messages.set(cid, { cid, msg });
     if (this.autoMine) this.execute(cid);
     else this.pendingMessages.push(cid);
-    return { Message: { ...msg, Nonce: this.messages.size - 1, GasLimit: 1_000_000, GasFeeCap: '100', GasPremium: '1' }, Signature: { Type: 1, Data: randomBytes(65).toString('base64') }, CID: { '/': cid } };
+    return {
+      Message: { ...msg, Nonce: this.messages.size - 1, GasLimit: 1_000_000, GasFeeCap: '100', GasPremium: '1' },
+      Signature: { Type: 1, Data: randomBytes(65).toString('base64') },
+      CID: { '/': cid },
+    };
   }
 
   private execute(cid: string): void {
@@ -306,22 +415,47 @@ export class SimLotus {
         if (!c || c.Provider !== provider) return void fails.push([i, EXIT.NOT_FOUND]);
         if (c.Client !== this.clientActorId) return void fails.push([i, EXIT.FORBIDDEN]);
         if (c.TermStart + c.TermMax < head) return void fails.push([i, EXIT.FORBIDDEN]); // expired claims cannot be extended
-        if (termMax < c.TermMax || c.TermStart + termMax > head + MAX_TERM) return void fails.push([i, EXIT.ILLEGAL_ARGUMENT]);
+        if (termMax < c.TermMax || c.TermStart + termMax > head + MAX_TERM)
+          return void fails.push([i, EXIT.ILLEGAL_ARGUMENT]);
         c.TermMax = termMax;
       });
       ret = [terms.length - fails.length, fails];
     }
-    m.receipt = { ExitCode: exit, Return: ret === null ? null : Buffer.from(dagCbor.encode(ret)).toString('base64'), GasUsed: 1000 };
+    m.receipt = {
+      ExitCode: exit,
+      Return: ret === null ? null : Buffer.from(dagCbor.encode(ret)).toString('base64'),
+      GasUsed: 1000,
+    };
     m.height = head;
   }
 }
 
 export interface StartDealParams {
-  Data: { TransferType: string; Root: { '/': string }; PieceCid: { '/': string } | null; PieceSize: number; RawBlockSize: number };
-  Wallet: string; Miner: string; EpochPrice: string; MinBlocksDuration: number; ProviderCollateral?: string; DealStartEpoch: number;
-  FastRetrieval: boolean; VerifiedDeal: boolean;
+  Data: {
+    TransferType: string;
+    Root: { '/': string };
+    PieceCid: { '/': string } | null;
+    PieceSize: number;
+    RawBlockSize: number;
+  };
+  Wallet: string;
+  Miner: string;
+  EpochPrice: string;
+  MinBlocksDuration: number;
+  ProviderCollateral?: string;
+  DealStartEpoch: number;
+  FastRetrieval: boolean;
+  VerifiedDeal: boolean;
 }
-interface Message { Version?: number; To: string; From: string; Nonce?: number; Value: string; Method: number; Params: string }
+interface Message {
+  Version?: number;
+  To: string;
+  From: string;
+  Nonce?: number;
+  Value: string;
+  Method: number;
+  Params: string;
+}
 
 function publicDealInfo(d: ClientDeal) {
   const { proposal: _hidden, ...info } = d;
@@ -343,7 +477,7 @@ function toRle(bits: number[]): number[] {
   const set = [...new Set(bits)].sort((a, b) => a - b);
   const runs: number[] = [];
   let pos = 0;
-  for (let i = 0; i < set.length; ) {
+  for (let i = 0; i < set.length;) {
     let j = i;
     while (j + 1 < set.length && set[j + 1] === set[j]! + 1) j++;
     runs.push(set[i]! - pos, j - i + 1);
@@ -355,5 +489,10 @@ function toRle(bits: number[]): number[] {
 
 function fakeCid(seed: string): string {
   const digest = createHash('sha256').update(seed).digest();
-  return CID.createV1(raw.code, { code: sha256.code, size: 32, digest, bytes: Buffer.concat([Buffer.from([0x12, 0x20]), digest]) } as never).toString();
+  return CID.createV1(raw.code, {
+    code: sha256.code,
+    size: 32,
+    digest,
+    bytes: Buffer.concat([Buffer.from([0x12, 0x20]), digest]),
+  } as never).toString();
 }

@@ -13,6 +13,7 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { CID } from 'multiformats/cid';
 import { startArchive, startRestore } from '../../workers/client.js';
 import { bytesOf, readTree, startTemporal, testConfig, tmpDir, withWorker, writeTree } from '../helpers/env.js';
+import { workflowTree } from '../helpers/histories.js';
 import type { Config } from '../../config/schema.js';
 
 const MiB = 1024 * 1024;
@@ -58,19 +59,58 @@ describe('archive → replicate → restore on a real Temporal server', () => {
   it('restores a generated tree byte-identical from the replicas', async (t) => {
     if (!env) return t.skip('no Temporal server');
     const result = await withWorker(env, config, async () => {
-      const { handle } = await startArchive(env!.client, config, { dir: src(), datasetId: 'roundtrip', meta: { model: 'llama-ft', run: 'abc' } });
+      const { handle } = await startArchive(env!.client, config, {
+        dir: src(),
+        datasetId: 'roundtrip',
+        meta: { model: 'llama-ft', run: 'abc' },
+      });
       const summary = await handle.result();
       const target = path.join(data, 'restored');
-      const restored = await (await startRestore(env!.client, config, { manifestCid: summary.manifestCid, target, force: false })).result();
+      const restored = await (
+        await startRestore(env!.client, config, { manifestCid: summary.manifestCid, target, force: false })
+      ).result();
       return { summary, restored, target };
     });
     const { summary, restored, target } = result;
     assert.ok(summary.shards >= 4, `a 5 MiB file over 2 MiB shards needs several shards, got ${summary.shards}`);
     assert.equal(summary.files, 9);
     assert.equal(summary.copies, 2);
-    assert.equal(Object.values(summary.replicas).reduce((a, b) => a + b, 0), summary.shards * 2);
+    assert.equal(
+      Object.values(summary.replicas).reduce((a, b) => a + b, 0),
+      summary.shards * 2,
+    );
     assert.equal(restored.files, 9);
     assert.deepEqual(readTree(target), readTree(src()));
+  });
+
+  it('restores only the files under --path prefixes, fetching fewer shards, through the restore workflow', async (t) => {
+    if (!env) return t.skip('no Temporal server');
+    const { summary, part, missing } = await withWorker(env, config, async () => {
+      const { handle } = await startArchive(env!.client, config, { dir: src(), datasetId: 'partial' });
+      const summary = await handle.result();
+      const target = path.join(data, 'partial');
+      const paths = ['nested/deeper', 'one.bin'];
+      const part = await (
+        await startRestore(env!.client, config, { manifestCid: summary.manifestCid, target, force: false, paths })
+      ).result();
+      const h = await startRestore(env!.client, config, {
+        manifestCid: summary.manifestCid,
+        target: path.join(data, 'none'),
+        force: false,
+        paths: ['no/such'],
+      });
+      const missing = await h.result().then(
+        () => undefined,
+        (err: unknown) => failureType(err),
+      );
+      return { summary, part, missing };
+    });
+    const want = new Map([...readTree(src())].filter(([k]) => k.startsWith('nested/deeper/') || k === 'one.bin'));
+    assert.equal(want.size, 4);
+    assert.deepEqual(readTree(path.join(data, 'partial')), want);
+    assert.equal(part.files, 4);
+    assert.ok(part.shards < summary.shards, `partial restore fetched ${part.shards} of ${summary.shards} shards`);
+    assert.equal(missing, 'PathNotInArchiveError');
   });
 
   it('moves both local copies of each shard in: one written while packing (a twin), the other the staged shard', async (t) => {
@@ -78,27 +118,34 @@ describe('archive → replicate → restore on a real Temporal server', () => {
     // Content of its own: pieces another test stored already would only be found in place.
     const dir = path.join(data, 'twins-src');
     writeTree(dir, { 'a.bin': bytesOf(5 * MiB + 17, 'twin-a'), 'b/c.bin': bytesOf(MiB, 'twin-c'), 'b/d.txt': 'twins' });
-    const { summary, history } = await withWorker(env, config, async () => {
+    const { summary, histories } = await withWorker(env, config, async () => {
       const { handle } = await startArchive(env!.client, config, { dir, datasetId: 'twins', noSteward: true });
-      return { summary: await handle.result(), history: await handle.fetchHistory() };
+      const summary = await handle.result();
+      // The puts are in the archive's history and its replication children's.
+      return { summary, histories: await workflowTree(env!.client, handle.workflowId) };
     });
-    const puts = new Set<number>();
+    const puts = new Set<string>();
     const evidence: string[] = [];
-    for (const e of history.events ?? []) {
-      if (e.activityTaskScheduledEventAttributes?.activityType?.name === 'provenantPutPiece') puts.add(Number(e.eventId));
-      const done = e.activityTaskCompletedEventAttributes;
-      if (done && puts.has(Number(done.scheduledEventId))) {
-        const placement = JSON.parse(Buffer.from(done.result!.payloads![0]!.data!).toString()) as { evidence?: string };
-        evidence.push(placement.evidence ?? '(hashed on the way in)');
+    for (const { runId, history } of histories)
+      for (const e of history.events ?? []) {
+        if (e.activityTaskScheduledEventAttributes?.activityType?.name === 'provenantPutPiece')
+          puts.add(`${runId}/${Number(e.eventId)}`);
+        const done = e.activityTaskCompletedEventAttributes;
+        if (done && puts.has(`${runId}/${Number(done.scheduledEventId)}`)) {
+          const placement = JSON.parse(Buffer.from(done.result!.payloads![0]!.data!).toString()) as {
+            evidence?: string;
+          };
+          evidence.push(placement.evidence ?? '(hashed on the way in)');
+        }
       }
-    }
     // Shards and manifest, two copies each.
     assert.equal(evidence.length, 2 * (summary.shards + 1));
     const movedIn = evidence.filter((x) => x.includes('moved in')).length;
     assert.ok(movedIn >= 2 * summary.shards, `every shard copy moved in, not copied: ${JSON.stringify(evidence)}`);
     const copies = new Map<string, string[]>();
     for (const dir of config.providers.map((p) => path.join(localPath(p), 'pieces'))) {
-      for (const f of fs.existsSync(dir) ? fs.readdirSync(dir).filter((n) => n.endsWith('.car')) : []) copies.set(f, [...(copies.get(f) ?? []), path.join(dir, f)]);
+      for (const f of fs.existsSync(dir) ? fs.readdirSync(dir).filter((n) => n.endsWith('.car')) : [])
+        copies.set(f, [...(copies.get(f) ?? []), path.join(dir, f)]);
     }
     const pairs = [...copies.values()].filter((files) => files.length === 2);
     assert.ok(pairs.length >= summary.shards, `${pairs.length} pieces with two copies, ${summary.shards} shards`);
@@ -114,12 +161,28 @@ describe('archive → replicate → restore on a real Temporal server', () => {
     const { summary, restored } = await withWorker(env, config, async () => {
       // By workflow type name, with plain JSON: what a Python or Go client does.
       const handle = await env!.client.workflow.start('archiveDataset', {
-        taskQueue: config.temporal.taskQueue, workflowId: 'request-form',
-        args: [{ datasetId: 'request-form', source: { kind: 'local', path: src() }, meta: { from: 'request' }, steward: false }],
+        taskQueue: config.temporal.taskQueue,
+        workflowId: 'request-form',
+        args: [
+          {
+            datasetId: 'request-form',
+            source: { kind: 'local', path: src() },
+            meta: { from: 'request' },
+            steward: false,
+          },
+        ],
       });
-      const summary = (await handle.result()) as { manifestCid: string; files: number; copies: number; datasetId: string; stewardWorkflowId?: string };
+      const summary = (await handle.result()) as {
+        manifestCid: string;
+        files: number;
+        copies: number;
+        datasetId: string;
+        stewardWorkflowId?: string;
+      };
       const target = path.join(data, 'restored-request');
-      await (await startRestore(env!.client, config, { manifestCid: summary.manifestCid, target, force: false })).result();
+      await (
+        await startRestore(env!.client, config, { manifestCid: summary.manifestCid, target, force: false })
+      ).result();
       return { summary, restored: target };
     });
     assert.equal(summary.datasetId, 'request-form');
@@ -132,10 +195,14 @@ describe('archive → replicate → restore on a real Temporal server', () => {
     if (!env) return t.skip('no Temporal server');
     const err = await withWorker(env, config, async () => {
       const handle = await env!.client.workflow.start('archiveDataset', {
-        taskQueue: config.temporal.taskQueue, workflowId: 'request-bad',
+        taskQueue: config.temporal.taskQueue,
+        workflowId: 'request-bad',
         args: [{ source: { kind: 'local', path: src() }, providers: ['local-1', 'nowhere'] }],
       });
-      return handle.result().then(() => undefined, (e: unknown) => e);
+      return handle.result().then(
+        () => undefined,
+        (e: unknown) => e,
+      );
     });
     assert.equal(failureType(err), 'UnknownProviderError', String(err));
   });
@@ -154,7 +221,9 @@ describe('archive → replicate → restore on a real Temporal server', () => {
 
   it('writes shards that CarReader reads and ipfs-car unpacks', async (t) => {
     if (!env) return t.skip('no Temporal server');
-    const summary = await withWorker(env, config, async () => (await startArchive(env!.client, config, { dir: src(), datasetId: 'roundtrip' })).handle.result());
+    const summary = await withWorker(env, config, async () =>
+      (await startArchive(env!.client, config, { dir: src(), datasetId: 'roundtrip' })).handle.result(),
+    );
     const pieces = path.join(localPath(config.providers[0]!), 'pieces');
     const cars = fs.readdirSync(pieces).filter((f) => f.endsWith('.car'));
     assert.ok(cars.length >= 1);
@@ -181,7 +250,11 @@ describe('archive → replicate → restore on a real Temporal server', () => {
     await writer.close();
     await sink;
     const unpacked = path.join(data, 'unpacked');
-    execFileSync(process.execPath, [path.resolve('node_modules/ipfs-car/bin.js'), 'unpack', all, '--output', unpacked], { stdio: 'pipe' });
+    execFileSync(
+      process.execPath,
+      [path.resolve('node_modules/ipfs-car/bin.js'), 'unpack', all, '--output', unpacked],
+      { stdio: 'pipe' },
+    );
     assert.deepEqual(readTree(unpacked), readTree(src()));
     // The last shard carries the root block.
     const blocks = await CarBlockIterator.fromIterable(fs.createReadStream(path.join(pieces, cars[0]!)));
@@ -219,13 +292,17 @@ describe('archive → replicate → restore on a real Temporal server', () => {
   it('refuses to restore into a non-empty directory without force, and restores with it', async (t) => {
     if (!env) return t.skip('no Temporal server');
     await withWorker(env, config, async () => {
-      const summary = await (await startArchive(env!.client, config, { dir: src(), datasetId: 'roundtrip' })).handle.result();
+      const summary = await (
+        await startArchive(env!.client, config, { dir: src(), datasetId: 'roundtrip' })
+      ).handle.result();
       const target = path.join(data, 'occupied');
       writeTree(target, { 'keep.txt': 'mine' });
       const h = await startRestore(env!.client, config, { manifestCid: summary.manifestCid, target, force: false });
       await assert.rejects(h.result(), (err) => failureType(err) === 'TargetNotEmptyError');
       assert.deepEqual([...readTree(target).keys()], ['keep.txt'], 'nothing written');
-      await (await startRestore(env!.client, config, { manifestCid: summary.manifestCid, target, force: true })).result();
+      await (
+        await startRestore(env!.client, config, { manifestCid: summary.manifestCid, target, force: true })
+      ).result();
       const tree = readTree(target);
       assert.equal(tree.get('keep.txt')?.toString(), 'mine');
       assert.deepEqual(tree.get('nested/larger-than-a-shard.bin'), bytesOf(5 * MiB + 3, 'd'));
@@ -236,7 +313,11 @@ describe('archive → replicate → restore on a real Temporal server', () => {
     if (!env) return t.skip('no Temporal server');
     await withWorker(env, config, async () => {
       const unknown = 'baguqeeraa4x2ykq4xqhmwzj6fyhnqnpxzsmn7qypfhulwkyjfwyvmxbl4e4q';
-      const h = await startRestore(env!.client, config, { manifestCid: unknown, target: path.join(data, 'never'), force: false });
+      const h = await startRestore(env!.client, config, {
+        manifestCid: unknown,
+        target: path.join(data, 'never'),
+        force: false,
+      });
       await assert.rejects(h.result(), (err) => failureType(err) === 'ManifestNotFoundError');
     });
   });
@@ -244,7 +325,9 @@ describe('archive → replicate → restore on a real Temporal server', () => {
   it('restores from the surviving replica when one copy is corrupt', async (t) => {
     if (!env) return t.skip('no Temporal server');
     await withWorker(env, config, async () => {
-      const summary = await (await startArchive(env!.client, config, { dir: src(), datasetId: 'roundtrip' })).handle.result();
+      const summary = await (
+        await startArchive(env!.client, config, { dir: src(), datasetId: 'roundtrip' })
+      ).handle.result();
       // Flip one byte in every shard held by the first provider that has any.
       let flipped = 0;
       for (const p of config.providers) {
@@ -253,7 +336,7 @@ describe('archive → replicate → restore on a real Temporal server', () => {
         for (const f of fs.readdirSync(dir).filter((n) => n.endsWith('.car'))) {
           const file = path.join(dir, f);
           const buf = fs.readFileSync(file);
-          buf[buf.length - 1] ^= 0xff;
+          buf[buf.length - 1]! ^= 0xff;
           fs.writeFileSync(file, buf);
           flipped++;
         }
@@ -261,7 +344,9 @@ describe('archive → replicate → restore on a real Temporal server', () => {
       }
       assert.ok(flipped > 0);
       const target = path.join(data, 'after-corruption');
-      const r = await (await startRestore(env!.client, config, { manifestCid: summary.manifestCid, target, force: false })).result();
+      const r = await (
+        await startRestore(env!.client, config, { manifestCid: summary.manifestCid, target, force: false })
+      ).result();
       assert.ok(r.badReplicas.length > 0, 'the corrupt copies were detected');
       assert.deepEqual(readTree(target), readTree(src()));
     });

@@ -10,7 +10,7 @@ import { after, before, describe, it } from 'node:test';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { Config } from '../../config/schema.js';
 import { startArchive, startRestore } from '../../workers/client.js';
-import type { ArchiveSummary } from '../../workflows/types.js';
+import type { ArchiveSummary } from '../../shared/types.js';
 import { bytesOf, readTree, startTemporal, testConfig, tmpDir, withWorker, writeTree } from '../helpers/env.js';
 import { KuboServer, MinioServer, serverOr, type Started } from '../helpers/servers.js';
 import { FilecoinSim } from '../sim/filecoin-sim.js';
@@ -55,10 +55,32 @@ describe('one dataset on local, S3 (MinIO), IPFS (Kubo) and simulated Filecoin (
       replication: { copies: PROVIDERS.length },
       providers: [
         { kind: 'local', id: 'nas', path: path.join(data, 'nas') },
-        { kind: 's3', id: 'minio', endpoint: minio.server.endpoint, bucket, prefix: 'archive/', forcePathStyle: true, ...credentials },
+        {
+          kind: 's3',
+          id: 'minio',
+          endpoint: minio.server.endpoint,
+          bucket,
+          prefix: 'archive/',
+          forcePathStyle: true,
+          ...credentials,
+        },
         { kind: 'kubo', id: 'kubo', apiUrl: kubo.server.apiUrl },
-        { kind: 'synapse', id: 'foc', network: 'calibration', rpcUrl: sim.rpcUrl, privateKeyEnv: KEY_ENV, providerId: Number(sim.providerId) },
-        { kind: 'lotus', id: 'lotus', apiUrl: sim.rpcUrl, tokenEnv: TOKEN_ENV, minerId: sim.lotus.minerId, retrievalUrl: sim.retrievalUrl },
+        {
+          kind: 'synapse',
+          id: 'foc',
+          network: 'calibration',
+          rpcUrl: sim.rpcUrl,
+          privateKeyEnv: KEY_ENV,
+          providerId: Number(sim.providerId),
+        },
+        {
+          kind: 'lotus',
+          id: 'lotus',
+          apiUrl: sim.rpcUrl,
+          tokenEnv: TOKEN_ENV,
+          minerId: sim.lotus.minerId,
+          retrievalUrl: sim.retrievalUrl,
+        },
       ],
     });
   });
@@ -86,7 +108,11 @@ describe('one dataset on local, S3 (MinIO), IPFS (Kubo) and simulated Filecoin (
     const r = ready(t);
     if (!r) return;
     const { handle, history } = await withWorker(r.env, r.config, async () => {
-      const { handle } = await startArchive(r.env.client, r.config, { dir: src(), datasetId: 'multi', noSteward: true });
+      const { handle } = await startArchive(r.env.client, r.config, {
+        dir: src(),
+        datasetId: 'multi',
+        noSteward: true,
+      });
       summary = await handle.result();
       return { handle, history: JSON.stringify(await handle.fetchHistory()) };
     });
@@ -109,7 +135,14 @@ describe('one dataset on local, S3 (MinIO), IPFS (Kubo) and simulated Filecoin (
       if (!summary) return t.skip('the archive test did not run');
       const target = path.join(data, `restored-${id}`);
       const restored = await withWorker(r.env, r.config, async () =>
-        (await startRestore(r.env.client, r.config, { manifestCid: summary!.manifestCid, target, force: false, providerIds: [id] })).result(),
+        (
+          await startRestore(r.env.client, r.config, {
+            manifestCid: summary!.manifestCid,
+            target,
+            force: false,
+            providerIds: [id],
+          })
+        ).result(),
       );
       assert.deepEqual(Object.keys(restored.sources), [id], 'every shard came from that provider');
       assert.deepEqual(restored.badReplicas, []);

@@ -9,7 +9,7 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { ConfigInput } from '../../config/schema.js';
 import { startArchive, startRestore } from '../../workers/client.js';
 import { checkSatisfiable, nextProvider, NO_POLICY } from '../../workflows/placement.js';
-import type { ProviderRef } from '../../workflows/types.js';
+import type { ProviderRef } from '../../shared/types.js';
 import { bytesOf, readTree, startTemporal, testConfig, tmpDir, withWorker, writeTree } from '../helpers/env.js';
 
 const P = (id: string, attrs: Partial<ProviderRef> = {}): ProviderRef => ({ id, kind: 'local', ...attrs });
@@ -34,18 +34,39 @@ describe('placement rules', () => {
   });
 
   it('applies price ceiling, energy minimum and max piece size, and prefers green when asked', () => {
-    const ps = [P('cheap', { pricePerTiBMonth: 2, energyScore: 10 }), P('green', { pricePerTiBMonth: 4, energyScore: 90 }), P('pricey', { pricePerTiBMonth: 20, energyScore: 95 })];
+    const ps = [
+      P('cheap', { pricePerTiBMonth: 2, energyScore: 10 }),
+      P('green', { pricePerTiBMonth: 4, energyScore: 90 }),
+      P('pricey', { pricePerTiBMonth: 20, energyScore: 95 }),
+    ];
     assert.match(checkSatisfiable(ps, { ...NO_POLICY, maxPricePerTiBMonth: 5 }, 3)!, /maxPricePerTiBMonth 5/);
     assert.match(checkSatisfiable(ps, { ...NO_POLICY, minEnergyScore: 50 }, 3)!, /minEnergyScore 50/);
-    assert.equal(nextProvider(ps, { ...NO_POLICY, preferEnergy: true }, { slot: 0, placed: [], tried: new Set() }).provider!.id, 'pricey');
-    assert.equal(nextProvider(ps, { ...NO_POLICY, preferEnergy: true, maxPricePerTiBMonth: 5 }, { slot: 0, placed: [], tried: new Set() }).provider!.id, 'green');
+    assert.equal(
+      nextProvider(ps, { ...NO_POLICY, preferEnergy: true }, { slot: 0, placed: [], tried: new Set() }).provider!.id,
+      'pricey',
+    );
+    assert.equal(
+      nextProvider(
+        ps,
+        { ...NO_POLICY, preferEnergy: true, maxPricePerTiBMonth: 5 },
+        { slot: 0, placed: [], tried: new Set() },
+      ).provider!.id,
+      'green',
+    );
     assert.match(checkSatisfiable([P('small', { maxPieceBytes: 1000 })], NO_POLICY, 1, 5000)!, /maxPieceBytes/);
   });
 
   it('tries providers cooling down after failures last', () => {
     const ps = [P('a'), P('b'), P('c')];
-    assert.equal(nextProvider(ps, NO_POLICY, { slot: 0, placed: [], tried: new Set(), avoid: new Set(['a']) }).provider!.id, 'b');
-    assert.equal(nextProvider(ps, NO_POLICY, { slot: 0, placed: [P('b'), P('c')], tried: new Set(), avoid: new Set(['a']) }).provider!.id, 'a');
+    assert.equal(
+      nextProvider(ps, NO_POLICY, { slot: 0, placed: [], tried: new Set(), avoid: new Set(['a']) }).provider!.id,
+      'b',
+    );
+    assert.equal(
+      nextProvider(ps, NO_POLICY, { slot: 0, placed: [P('b'), P('c')], tried: new Set(), avoid: new Set(['a']) })
+        .provider!.id,
+      'a',
+    );
   });
 });
 
@@ -80,20 +101,27 @@ describe('placement on a real Temporal server', () => {
       ],
     } as Partial<ConfigInput>);
     const [first, second] = await withWorker(env, config, async () => {
-      const one = await (await startArchive(env!.client, config, { dir: path.join(data, 'src'), datasetId: 'down-1', noSteward: true })).handle.result();
-      const two = await (await startArchive(env!.client, config, { dir: path.join(data, 'src'), datasetId: 'down-2', noSteward: true })).handle.result();
+      const one = await (
+        await startArchive(env!.client, config, { dir: path.join(data, 'src'), datasetId: 'down-1', noSteward: true })
+      ).handle.result();
+      const two = await (
+        await startArchive(env!.client, config, { dir: path.join(data, 'src'), datasetId: 'down-2', noSteward: true })
+      ).handle.result();
       return [one, two];
     });
     assert.equal(first.replicas.down, undefined);
     assert.equal(first.replicas['up-1'], first.shards);
     assert.equal(first.replicas['up-2'], first.shards);
-    assert.ok(first.failovers.some((f) => f.providerId === 'down'), 'the failed attempt is reported');
+    assert.ok(
+      first.failovers.some((f) => f.providerId === 'down'),
+      'the failed attempt is reported',
+    );
     // Health memory: the second archive does not even try the provider that just failed.
     assert.deepEqual(second.failovers, []);
     assert.equal(second.replicas['up-1'], second.shards);
   });
 
-  it('replicates shards as the pack announces them, before the pack activity completes', async (t) => {
+  it('replicates shards while the pack runs: a page child stores copies before the pack activity completes', async (t) => {
     if (!env) return t.skip('no Temporal server');
     const root = path.join(data, 'pipeline');
     const files: Record<string, Buffer> = {};
@@ -106,28 +134,56 @@ describe('placement on a real Temporal server', () => {
         { kind: 'local', id: 'p2', path: path.join(root, 'p2') },
       ],
     } as Partial<ConfigInput>);
-    const { result, history } = await withWorker(env, config, async () => {
-      const { handle } = await startArchive(env!.client, config, { dir: path.join(root, 'src'), datasetId: 'pipeline', noSteward: true });
-      return { result: await handle.result(), history: await handle.fetchHistory() };
+    const { result, history, children } = await withWorker(env, config, async () => {
+      const { handle } = await startArchive(env!.client, config, {
+        dir: path.join(root, 'src'),
+        datasetId: 'pipeline',
+        noSteward: true,
+      });
+      const result = await handle.result();
+      const history = await handle.fetchHistory();
+      const ids = (history.events ?? [])
+        .map((e) => e.startChildWorkflowExecutionInitiatedEventAttributes?.workflowId)
+        .filter((id): id is string => !!id && id.includes('/replicate-'));
+      const children = await Promise.all(ids.map((id) => env!.client.workflow.getHandle(id).fetchHistory()));
+      return { result, history, children };
     });
     assert.ok(result.shards >= 10, `${result.shards} shards`);
+    const ms = (e: { eventTime?: { seconds?: unknown; nanos?: number | null } | null }) =>
+      Number(e.eventTime?.seconds ?? 0) * 1000 + (e.eventTime?.nanos ?? 0) / 1e6;
     const events = history.events ?? [];
-    const packScheduled = events.find((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'provenantPack')!;
-    const packDone = events.findIndex((e) => String(e.activityTaskCompletedEventAttributes?.scheduledEventId) === String(packScheduled.eventId));
-    assert.ok(packDone > 0, 'pack completed');
-    const announced = new Set<number>();
-    events.forEach((e, i) => {
-      const sig = e.workflowExecutionSignaledEventAttributes;
-      if (sig?.signalName !== 'provenantShardsPacked') return;
-      assert.ok(i < packDone, 'every announcement is in before the pack completes');
-      for (const p of sig.input?.payloads ?? []) for (const s of JSON.parse(Buffer.from(p.data!).toString()) as { index: number }[]) announced.add(s.index);
+    const packScheduled = events.find(
+      (e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'provenantPack',
+    )!;
+    const packDone = events.find(
+      (e) => String(e.activityTaskCompletedEventAttributes?.scheduledEventId) === String(packScheduled.eventId),
+    );
+    assert.ok(packDone, 'pack completed');
+    assert.ok(children.length >= 1, 'replication runs in page children');
+    const puts = children.flatMap((h) => {
+      const scheduled = new Map(
+        (h.events ?? [])
+          .filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'provenantPutPiece')
+          .map((e) => [String(e.eventId), e]),
+      );
+      return (h.events ?? []).filter(
+        (e) =>
+          e.activityTaskCompletedEventAttributes &&
+          scheduled.has(String(e.activityTaskCompletedEventAttributes.scheduledEventId)),
+      );
     });
-    assert.deepEqual([...announced].sort((a, b) => a - b), Array.from({ length: result.shards }, (_, i) => i), 'every shard announced');
+    assert.equal(puts.length, result.shards * 2, 'every copy stored by a page child');
+    assert.ok(
+      puts.some((e) => ms(e) < ms(packDone)),
+      'copies are stored while the pack is still running',
+    );
     assert.equal(result.replicas.p1, result.shards);
     assert.equal(result.replicas.p2, result.shards);
     const restored = path.join(root, 'restored');
     await withWorker(env, config, async () => {
-      await (await startRestore(env!.client, config, { manifestCid: result.manifestCid, target: restored, force: false })).result();
+      await (
+        await startRestore(env!.client, config, { manifestCid: result.manifestCid, target: restored, force: false })
+      ).result();
     });
     assert.deepEqual(readTree(restored), readTree(path.join(root, 'src')));
   });
@@ -146,16 +202,27 @@ describe('placement on a real Temporal server', () => {
       ],
     } as Partial<ConfigInput>);
     const err = await withWorker(env, config, async () => {
-      const { handle } = await startArchive(env!.client, config, { dir: path.join(data, 'src'), datasetId: 'rollback', noSteward: true });
-      return handle.result().then(() => undefined, (e) => e);
+      const { handle } = await startArchive(env!.client, config, {
+        dir: path.join(data, 'src'),
+        datasetId: 'rollback',
+        noSteward: true,
+      });
+      return handle.result().then(
+        () => undefined,
+        (e) => e,
+      );
     });
     const f = failureType(err);
     assert.equal(f.type, 'PolicyUnsatisfiableError');
     assert.match(f.message, /only 1 of 2 copies/);
-    const left = fs.existsSync(path.join(root, 'ok', 'pieces')) ? fs.readdirSync(path.join(root, 'ok', 'pieces')).filter((n) => n.endsWith('.car')) : [];
+    const left = fs.existsSync(path.join(root, 'ok', 'pieces'))
+      ? fs.readdirSync(path.join(root, 'ok', 'pieces')).filter((n) => n.endsWith('.car'))
+      : [];
     assert.ok(fs.existsSync(path.join(root, 'ok', 'pieces')), 'a copy was made before the failure');
     assert.deepEqual(left, [], 'copies made by the failed run are removed');
-    const staging = fs.existsSync(config.stagingDir) ? fs.readdirSync(config.stagingDir).filter((n) => n.startsWith('rollback.')) : [];
+    const staging = fs.existsSync(config.stagingDir)
+      ? fs.readdirSync(config.stagingDir).filter((n) => n.startsWith('rollback.'))
+      : [];
     assert.deepEqual(staging, [], 'staging removed');
   });
 
@@ -171,7 +238,10 @@ describe('placement on a real Temporal server', () => {
     } as Partial<ConfigInput>);
     await withWorker(env, config, async () => {
       const { handle } = await startArchive(env!.client, config, { dir: path.join(data, 'src'), datasetId: 'unsat' });
-      const err = await handle.result().then(() => undefined, (e) => e);
+      const err = await handle.result().then(
+        () => undefined,
+        (e) => e,
+      );
       const f = failureType(err);
       assert.equal(f.type, 'PolicyUnsatisfiableError');
       assert.match(f.message, /maxPerOrg 1/);

@@ -11,7 +11,16 @@ import { promisify } from 'node:util';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { resolvePythonClient } from '../../workers/binaries.js';
 import { startRestore } from '../../workers/client.js';
-import { bytesOf, readTree, REQUIRE_ALL, startTemporal, testConfig, tmpDir, withWorker, writeTree } from '../helpers/env.js';
+import {
+  bytesOf,
+  readTree,
+  REQUIRE_ALL,
+  startTemporal,
+  testConfig,
+  tmpDir,
+  withWorker,
+  writeTree,
+} from '../helpers/env.js';
 
 const run = promisify(execFile);
 
@@ -20,7 +29,9 @@ function python(): { bin?: string; why?: string } {
   const bin = resolvePythonClient();
   if (!bin) return { why: 'no Python Temporal client (run `npm run setup`, or set PROVENANT_PYTHON)' };
   const probe = spawnSync(bin, ['-c', 'import temporalio.client'], { encoding: 'utf8' });
-  return probe.status === 0 ? { bin } : { why: `${bin} cannot import temporalio: ${probe.stderr.trim().split('\n').pop()}` };
+  return probe.status === 0
+    ? { bin }
+    : { why: `${bin} cannot import temporalio: ${probe.stderr.trim().split('\n').pop()}` };
 }
 
 describe('archive from Python through the Temporal client', () => {
@@ -41,15 +52,39 @@ describe('archive from Python through the Temporal client', () => {
     }
     const data = tmpDir('pv-python-');
     const src = path.join(data, 'model');
-    writeTree(src, { 'weights.bin': bytesOf(3 * 1024 * 1024 + 11, 'py-w'), 'config.json': '{"layers": 2}', 'tok/vocab.txt': 'a\nb\n' });
+    writeTree(src, {
+      'weights.bin': bytesOf(3 * 1024 * 1024 + 11, 'py-w'),
+      'config.json': '{"layers": 2}',
+      'tok/vocab.txt': 'a\nb\n',
+    });
     const config = testConfig(path.join(data, 'home'));
     const script = path.resolve('examples', 'python', 'archive_dataset.py');
-    const args = [script, '--source', src, '--dataset-id', 'from-python', '--meta', 'run=py-1', '--no-steward', '--address', env.address, '--task-queue', config.temporal.taskQueue];
+    const args = [
+      script,
+      '--source',
+      src,
+      '--dataset-id',
+      'from-python',
+      '--meta',
+      'run=py-1',
+      '--no-steward',
+      '--address',
+      env.address,
+      '--task-queue',
+      config.temporal.taskQueue,
+    ];
     const { first, again, restored } = await withWorker(env, config, async () => {
-      const first = JSON.parse((await run(py.bin!, args)).stdout) as { manifestCid: string; datasetId: string; files: number; copies: number };
+      const first = JSON.parse((await run(py.bin!, args)).stdout) as {
+        manifestCid: string;
+        datasetId: string;
+        files: number;
+        copies: number;
+      };
       const again = JSON.parse((await run(py.bin!, args)).stdout) as { manifestCid: string };
       const restored = path.join(data, 'restored');
-      await (await startRestore(env!.client, config, { manifestCid: first.manifestCid, target: restored, force: false })).result();
+      await (
+        await startRestore(env!.client, config, { manifestCid: first.manifestCid, target: restored, force: false })
+      ).result();
       return { first, again, restored };
     });
     assert.equal(first.datasetId, 'from-python');

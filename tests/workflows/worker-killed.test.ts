@@ -6,14 +6,16 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { startArchive } from '../../workers/client.js';
+import { startArchive, startRestore } from '../../workers/client.js';
 import { readTree, startTemporal, testConfig, tmpDir, withWorker, writeTree } from '../helpers/env.js';
-import { startRestore } from '../../workers/client.js';
 
 const MiB = 1024 * 1024;
 
 function startWorkerProcess(env: Record<string, string>): ChildProcess {
-  return spawn(process.execPath, [path.resolve('dist/workers/main.js')], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+  return spawn(process.execPath, [path.resolve('dist/workers/main.js')], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
 }
 
 function checkpointShards(staging: string): number {
@@ -49,8 +51,19 @@ describe('a worker killed mid-pack', () => {
     writeTree(src, files);
     const config = testConfig(home);
     const cfgFile = path.join(data, 'config.json');
-    fs.writeFileSync(cfgFile, JSON.stringify({ dataDir: home, pack: { shardBytes: 2 * MiB }, temporal: { taskQueue: config.temporal.taskQueue, heartbeatTimeout: '3 seconds' } }));
-    const workerEnv = { PROVENANT_CONFIG: cfgFile, TEMPORAL_ADDRESS: env.address, TEMPORAL_NAMESPACE: env.namespace ?? 'default' };
+    fs.writeFileSync(
+      cfgFile,
+      JSON.stringify({
+        dataDir: home,
+        pack: { shardBytes: 2 * MiB },
+        temporal: { taskQueue: config.temporal.taskQueue, heartbeatTimeout: '3 seconds' },
+      }),
+    );
+    const workerEnv = {
+      PROVENANT_CONFIG: cfgFile,
+      TEMPORAL_ADDRESS: env.address,
+      TEMPORAL_NAMESPACE: env.namespace ?? 'default',
+    };
     const createdAt = '2026-01-01T00:00:00.000Z';
 
     let worker = startWorkerProcess(workerEnv);
@@ -75,7 +88,12 @@ describe('a worker killed mid-pack', () => {
 
       // The same dataset archived without interruption (another workflow id) gives the same manifest.
       const reference = await withWorker(env, config, async () => {
-        const r = await startArchive(env!.client, config, { dir: src, datasetId: 'killed', createdAt, workflowId: 'reference-run' });
+        const r = await startArchive(env!.client, config, {
+          dir: src,
+          datasetId: 'killed',
+          createdAt,
+          workflowId: 'reference-run',
+        });
         return r.handle.result();
       });
       assert.equal(reference.pack.resumedFromShard, 0);
@@ -84,7 +102,9 @@ describe('a worker killed mid-pack', () => {
 
       // And the resumed archive restores byte-identical.
       const target = path.join(data, 'restored');
-      await withWorker(env, config, async () => (await startRestore(env!.client, config, { manifestCid: resumed.manifestCid, target, force: false })).result());
+      await withWorker(env, config, async () =>
+        (await startRestore(env!.client, config, { manifestCid: resumed.manifestCid, target, force: false })).result(),
+      );
       assert.deepEqual(readTree(target), readTree(src));
     } finally {
       worker.kill('SIGKILL');

@@ -7,7 +7,7 @@ import { describe, it } from 'node:test';
 import { InvalidFileNameError, SymlinkEscapesRootError } from '../../../activities/errors.js';
 import { scanLocal, type ScanProgress } from '../../../activities/ingest/scan.js';
 import { runPack } from '../../../activities/pack/packer.js';
-import { tmpDir, writeTree } from '../../helpers/env.js';
+import { nodeForAnyUid, tmpDir, writeTree } from '../../helpers/env.js';
 
 const isError = (name: string) => (err: unknown) => err instanceof Error && err.name === name;
 
@@ -56,8 +56,15 @@ describe('scanLocal', () => {
     assert.equal(r.files, 3);
     assert.equal(r.bytes, 3);
     assert.deepEqual(r.specials, ['pipe']);
-    const lines = fs.readFileSync(listing, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
-    assert.deepEqual(lines.map((l) => l.slice(0, 3)), [['D', ''], ['F', 'a.txt', 1], ['D', 'b'], ['F', '0.bin', 0], ['F', 'z.txt', 2], ['E'], ['E']]);
+    const lines = fs
+      .readFileSync(listing, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    assert.deepEqual(
+      lines.map((l) => l.slice(0, 3)),
+      [['D', ''], ['F', 'a.txt', 1], ['D', 'b'], ['F', '0.bin', 0], ['F', 'z.txt', 2], ['E'], ['E']],
+    );
   });
 
   it('follows a symlink that stays inside the root', async () => {
@@ -96,7 +103,10 @@ describe('scanLocal', () => {
     const { src, listing } = setup({ 'f.txt': 'x' });
     const bad = Buffer.concat([Buffer.from(src + '/'), Buffer.from([0x66, 0xff, 0xfe])]);
     fs.writeFileSync(bad, 'latin-1 name');
-    await assert.rejects(scanLocal(src, listing), (err: Error) => err.name === 'InvalidFileNameError' && err.message.includes('\\xff'));
+    await assert.rejects(
+      scanLocal(src, listing),
+      (err: Error) => err.name === 'InvalidFileNameError' && err.message.includes('\\xff'),
+    );
   });
 
   it('rejects a missing source, a file as source and a tree without files', async () => {
@@ -114,7 +124,7 @@ describe('scanLocal', () => {
     if (process.getuid?.() === 0) {
       // root reads everything: run the scan as an unprivileged user instead.
       const script = `import('${path.resolve('dist/activities/ingest/scan.js')}').then(m => m.scanLocal(${JSON.stringify(src)}, '/tmp/pv-unreadable-${process.pid}/l.ndjson')).then(() => console.log('OK'), e => console.log(e.name))`;
-      const r = spawnSync(process.execPath, ['-e', script], { uid: 65534, gid: 65534, encoding: 'utf8' });
+      const r = spawnSync(nodeForAnyUid(), ['-e', script], { uid: 65534, gid: 65534, encoding: 'utf8' });
       if (r.error) return t.skip(`cannot drop privileges: ${r.error.message}`);
       assert.equal(r.stdout.trim(), 'UnreadableFileError', r.stderr);
     } else {
@@ -131,7 +141,8 @@ describe('scanLocal at scale, progress and cancellation', () => {
       for (let f = 0; f < 100; f++) files[`d${d}/${'n'.repeat(150)}-${f}.bin`] = 'x'.repeat((d * 100 + f) % 97);
     }
     // Byte order differs from UTF-16 order for the last two (U+FF61 is EF BD A1, U+1F600 is F0 9F 98 80).
-    for (const n of ['a', 'Z', '_', ' space', 'é.txt', 'a"b\\c', 'new\nline', '日本語', '\uFF61', '\u{1F600}']) files[`odd/${n}`] = n;
+    for (const n of ['a', 'Z', '_', ' space', 'é.txt', 'a"b\\c', 'new\nline', '日本語', '\uFF61', '\u{1F600}'])
+      files[`odd/${n}`] = n;
     files['deep/1/2/3/4/5/6/7/leaf.txt'] = 'leaf';
     const { root, src, listing } = setup(files);
     t.after(() => fs.rmSync(root, { recursive: true, force: true }));
@@ -149,12 +160,18 @@ describe('scanLocal at scale, progress and cancellation', () => {
     assert.equal(r.dirs, 1 + 30 + 1 + 8 + 1 + 1);
     assert.equal(r.symlinksFollowed, 2);
     assert.deepEqual(r.specials, ['odd/pipe']);
-    assert.equal(r.bytes, expected.split('\n').filter((l) => l.startsWith('["F"')).reduce((n, l) => n + JSON.parse(l)[2], 0));
+    assert.equal(
+      r.bytes,
+      expected
+        .split('\n')
+        .filter((l) => l.startsWith('["F"'))
+        .reduce((n, l) => n + JSON.parse(l)[2], 0),
+    );
     assert.equal(fs.existsSync(`${listing}.tmp`), false);
 
     // Progress: while scanning (every 1000 files at most) and once at the end with the totals.
     assert.ok(progress.length >= 4, `progress called ${progress.length} times`);
-    for (let i = 1; i < progress.length; i++) assert.ok(progress[i].files >= progress[i - 1].files);
+    for (let i = 1; i < progress.length; i++) assert.ok(progress[i]!.files >= progress[i - 1]!.files);
     assert.deepEqual(progress.at(-1), { files: r.files, bytes: r.bytes });
   });
 
@@ -177,10 +194,15 @@ describe('scanLocal at scale, progress and cancellation', () => {
     const reason = new Error('cancelled by test');
     let calls = 0;
     await assert.rejects(
-      scanLocal(src, listing, () => {
-        calls++;
-        ac.abort(reason);
-      }, ac.signal),
+      scanLocal(
+        src,
+        listing,
+        () => {
+          calls++;
+          ac.abort(reason);
+        },
+        ac.signal,
+      ),
       (err) => err === reason,
     );
     assert.ok(calls >= 1);
@@ -201,7 +223,12 @@ describe('scanLocal at scale, progress and cancellation', () => {
 
     // A throwing progress callback fails the scan the same way.
     const boom = new Error('progress failed');
-    await assert.rejects(scanLocal(src, listing, () => { throw boom; }), (err) => err === boom);
+    await assert.rejects(
+      scanLocal(src, listing, () => {
+        throw boom;
+      }),
+      (err) => err === boom,
+    );
     assert.equal(fs.existsSync(`${listing}.tmp`), false);
     assert.equal(fs.existsSync(listing), false);
   });
@@ -222,8 +249,14 @@ describe('runPack on a changing source', () => {
     await scanLocal(src, listing);
     fs.appendFileSync(path.join(src, 'a.bin'), 'more');
     const dir = path.join(root, 'stage');
-    await assert.rejects(runPack({ sourceRoot: src, listingPath: listing, dir, shardBytes: 8 * 1024 * 1024 }), isError('FileChangedError'));
-    assert.deepEqual(fs.readdirSync(dir).filter((f) => f.endsWith('.partial')), []);
+    await assert.rejects(
+      runPack({ sourceRoot: src, listingPath: listing, dir, shardBytes: 8 * 1024 * 1024 }),
+      isError('FileChangedError'),
+    );
+    assert.deepEqual(
+      fs.readdirSync(dir).filter((f) => f.endsWith('.partial')),
+      [],
+    );
   });
 
   it('fails with FileChangedError when a file is rewritten with the same size', async () => {
@@ -232,6 +265,9 @@ describe('runPack on a changing source', () => {
     const future = new Date(Date.now() + 60_000);
     fs.writeFileSync(path.join(src, 'a.bin'), 'bbbb');
     fs.utimesSync(path.join(src, 'a.bin'), future, future);
-    await assert.rejects(runPack({ sourceRoot: src, listingPath: listing, dir: path.join(root, 'stage'), shardBytes: 4 * 1024 * 1024 }), isError('FileChangedError'));
+    await assert.rejects(
+      runPack({ sourceRoot: src, listingPath: listing, dir: path.join(root, 'stage'), shardBytes: 4 * 1024 * 1024 }),
+      isError('FileChangedError'),
+    );
   });
 });

@@ -69,7 +69,7 @@ function chunked(bytes: Uint8Array, sizes: number[], forcePure: boolean): PieceI
   let off = 0;
   let i = 0;
   while (off < bytes.length) {
-    const n = Math.min(sizes[i++ % sizes.length], bytes.length - off);
+    const n = Math.min(sizes[i++ % sizes.length]!, bytes.length - off);
     h.update(bytes.subarray(off, off + n));
     off += n;
   }
@@ -149,7 +149,6 @@ test('digest() does not disturb the hasher: can keep writing after it', () => {
     assert.deepEqual(h.digest(), commpOf(bytes.subarray(0, c)), `repeated digest at ${c}`);
   }
 });
-
 
 test('whole batches from another hasher (batchRoot + pushBatchRoot) give the same piece as streaming', () => {
   const size = 3 * BATCH + 5000;

@@ -44,9 +44,22 @@ function assertShardsMatchFiles(dir: string, shards: ShardInfo[]): void {
 async function assertBlockIndexMatches(dir: string, shards: ShardInfo[]): Promise<void> {
   for (const s of shards) {
     const want: [number, number, string][] = [];
-    for await (const e of await CarIndexer.fromIterable(fs.createReadStream(path.join(dir, s.file)))) want.push([e.blockOffset, e.blockLength, e.cid.toString()]);
+    for await (const e of await CarIndexer.fromIterable(fs.createReadStream(path.join(dir, s.file))))
+      want.push([e.blockOffset, e.blockLength, e.cid.toString()]);
     assert.equal(want.length, s.blocks, `${s.file}: block count`);
     assert.deepEqual(readBlockIndex(path.join(dir, blockIndexName(s.file))), want, `${s.file}: block index`);
+  }
+}
+
+/** Each shard has two twins, byte for byte equal to it, each a file of its own. */
+function assertTwinsEqualShards(dir: string, shards: ShardInfo[]): void {
+  for (const s of shards) {
+    const bytes = fs.readFileSync(path.join(dir, s.file));
+    for (const twin of [1, 2]) {
+      const file = path.join(dir, twinFileName(s.index, twin));
+      assert.ok(fs.readFileSync(file).equals(bytes), `${file}: equals its shard`);
+      assert.notEqual(fs.statSync(file).ino, fs.statSync(path.join(dir, s.file)).ino, 'a twin is a file of its own');
+    }
   }
 }
 
@@ -74,24 +87,40 @@ describe('shard pipeline', () => {
     const r = await pack(src, dir, shardBytes);
     const shards = checkpointShards(dir);
     assert.ok(r.shards >= 2, `${r.shards} shards`);
-    assert.ok(shards.some((s) => s.carBytes > 2 * SLOT_BYTES), 'a shard spans more than two ring slots');
-    assert.deepEqual(shards.map((s) => s.index), shards.map((_, i) => i));
+    assert.ok(
+      shards.some((s) => s.carBytes > 2 * SLOT_BYTES),
+      'a shard spans more than two ring slots',
+    );
+    assert.deepEqual(
+      shards.map((s) => s.index),
+      shards.map((_, i) => i),
+    );
     assertShardsMatchFiles(dir, shards);
     await assertBlockIndexMatches(dir, shards);
   });
 
-  for (const [label, helpWhenQueued] of [['hashes all CommP on the hash thread', Infinity], ['hashes CommP batches on the packing thread', 0]] as const) {
+  for (const [label, helpWhenQueued] of [
+    ['hashes all CommP on the hash thread', Infinity],
+    ['hashes CommP batches on the packing thread', 0],
+  ] as const) {
     it(`reports shards in order with digests of their bytes when it ${label}`, async () => {
       const dir = tmpDir();
       const infos: ShardInfo[] = [];
       const closed: number[] = [];
-      const writer = new ShardWriter<number>(dir, 2 * SLOT_BYTES + 1000, 0, (info, memo) => {
-        assert.equal(memo, info.index);
-        infos.push(info);
-      }, (i) => {
-        closed.push(i);
-        return i;
-      }, { helpWhenQueued });
+      const writer = new ShardWriter<number>(
+        dir,
+        2 * SLOT_BYTES + 1000,
+        0,
+        (info, memo) => {
+          assert.equal(memo, info.index);
+          infos.push(info);
+        },
+        (i) => {
+          closed.push(i);
+          return i;
+        },
+        { helpWhenQueued },
+      );
       await writer.ready();
       for (let i = 0; i < 30; i++) {
         const data = bytesOf(i % 3 === 0 ? 1000 + i : MiB - i, `blk${i}`);
@@ -100,15 +129,21 @@ describe('shard pipeline', () => {
         writer.write(cid, data);
       }
       writer.finish();
-      assert.deepEqual(closed, infos.map((s) => s.index));
+      assert.deepEqual(
+        closed,
+        infos.map((s) => s.index),
+      );
       assert.ok(infos.length >= 3);
-      assert.deepEqual(fs.readdirSync(dir).filter((f) => f.endsWith('.partial')), []);
+      assert.deepEqual(
+        fs.readdirSync(dir).filter((f) => f.endsWith('.partial')),
+        [],
+      );
       assertShardsMatchFiles(dir, infos);
       await assertBlockIndexMatches(dir, infos);
     });
   }
 
-  it('writes twins of every shard, byte for byte, with direct I/O, and the same shards through the page cache', async (t) => {
+  it('writes twins of every shard, byte for byte, through the page cache and with direct I/O, and the same shards both ways', async (t) => {
     const root = tmpDir();
     const src = path.join(root, 'src');
     writeTree(src, { 'a.bin': bytesOf(7 * MiB + 333, 'ta'), 'b.bin': bytesOf(3 * MiB + 1, 'tb'), 'c.txt': 'small' });
@@ -118,12 +153,18 @@ describe('shard pipeline', () => {
     const buffered = path.join(root, 'buffered');
     fs.mkdirSync(buffered);
     fs.copyFileSync(listingPath, path.join(buffered, 'listing.ndjson'));
-    await runPack({ sourceRoot: src, listingPath: path.join(buffered, 'listing.ndjson'), dir: buffered, shardBytes, directIo: false, twins: 2 });
+    await runPack({
+      sourceRoot: src,
+      listingPath: path.join(buffered, 'listing.ndjson'),
+      dir: buffered,
+      shardBytes,
+      directIo: false,
+      twins: 2,
+    });
     const reference = checkpointShards(buffered);
     assert.ok(reference.length >= 2, `${reference.length} shards`);
     assertShardsMatchFiles(buffered, reference);
-    // Twins are written only with direct I/O.
-    assert.deepEqual(fs.readdirSync(buffered).filter((f) => f.includes('.twin')), []);
+    assertTwinsEqualShards(buffered, reference);
 
     const dir = path.join(root, 'direct');
     fs.mkdirSync(dir);
@@ -132,20 +173,28 @@ describe('shard pipeline', () => {
       return t.skip(`direct I/O unavailable in ${dir}`);
     }
     fs.copyFileSync(listingPath, path.join(dir, 'listing.ndjson'));
-    await runPack({ sourceRoot: src, listingPath: path.join(dir, 'listing.ndjson'), dir, shardBytes, directIo: true, twins: 2 });
+    await runPack({
+      sourceRoot: src,
+      listingPath: path.join(dir, 'listing.ndjson'),
+      dir,
+      shardBytes,
+      directIo: true,
+      twins: 2,
+    });
     const shards = checkpointShards(dir);
     assert.deepEqual(shards, reference);
     assertShardsMatchFiles(dir, shards);
     for (const s of shards) {
-      const bytes = fs.readFileSync(path.join(dir, s.file));
-      assert.ok(bytes.equals(fs.readFileSync(path.join(buffered, s.file))), `${s.file}: same bytes direct and buffered`);
-      for (const twin of [1, 2]) {
-        const file = path.join(dir, twinFileName(s.index, twin));
-        assert.ok(fs.readFileSync(file).equals(bytes), `${file}: equals its shard`);
-        assert.notEqual(fs.statSync(file).ino, fs.statSync(path.join(dir, s.file)).ino, 'a twin is a file of its own');
-      }
+      assert.ok(
+        fs.readFileSync(path.join(dir, s.file)).equals(fs.readFileSync(path.join(buffered, s.file))),
+        `${s.file}: same bytes direct and buffered`,
+      );
     }
-    assert.deepEqual(fs.readdirSync(dir).filter((f) => f.endsWith('.partial') || f.startsWith('.direct-probe')), []);
+    assertTwinsEqualShards(dir, shards);
+    assert.deepEqual(
+      fs.readdirSync(dir).filter((f) => f.endsWith('.partial') || f.startsWith('.direct-probe')),
+      [],
+    );
   });
 
   it('removes the twins of unfinished shards when a pack is abandoned', async () => {
@@ -154,17 +203,28 @@ describe('shard pipeline', () => {
       if (process.env.PROVENANT_REQUIRE_ALL) assert.fail(`direct I/O unavailable in ${dir}`);
       return;
     }
-    const writer = new ShardWriter(dir, 64 * MiB, 0, () => {}, () => undefined, { direct: true, twins: 1 });
+    const writer = new ShardWriter(
+      dir,
+      64 * MiB,
+      0,
+      () => {},
+      () => undefined,
+      { direct: true, twins: 1 },
+    );
     await writer.ready();
     // More than a ring slot: the hash thread starts on the shard (and its twin) while it is open.
     for (let i = 0; i < 6; i++) {
       const data = bytesOf(MiB + i, `ab${i}`);
       writer.write(cidOf(RAW_CODE, crypto.createHash('sha256').update(data).digest()), data);
     }
-    for (const deadline = Date.now() + 10_000; !fs.existsSync(partialPath(dir, 0, 1)) && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 5));
+    for (const deadline = Date.now() + 10_000; !fs.existsSync(partialPath(dir, 0, 1)) && Date.now() < deadline;)
+      await new Promise((r) => setTimeout(r, 5));
     assert.ok(fs.existsSync(partialPath(dir, 0, 1)), 'the twin is written while the shard is');
     writer.abort();
-    assert.deepEqual(fs.readdirSync(dir).filter((f) => f.startsWith('shard-') && !f.endsWith('.idx.partial')), []);
+    assert.deepEqual(
+      fs.readdirSync(dir).filter((f) => f.startsWith('shard-') && !f.endsWith('.idx.partial')),
+      [],
+    );
   });
 
   it('surfaces a failure of the hash thread on the packing thread', async () => {
@@ -175,7 +235,10 @@ describe('shard pipeline', () => {
     writer.write(cidOf(RAW_CODE, crypto.createHash('sha256').update(data).digest()), data);
     // The hash thread cannot rename the shard into place once its file is gone.
     fs.rmSync(path.join(dir, 'shard-000000.car.partial'));
-    assert.throws(() => writer.finish(), (err: Error & { code?: string }) => err.name === 'ShardHashError' && err.code === 'ENOENT');
+    assert.throws(
+      () => writer.finish(),
+      (err: Error & { code?: string }) => err.name === 'ShardHashError' && err.code === 'ENOENT',
+    );
     writer.abort();
   });
 
@@ -218,7 +281,10 @@ describe('shard pipeline', () => {
     assert.deepEqual(checkpointShards(dir), checkpointShards(clean));
     assert.equal(fs.readFileSync(path.join(dir, FILES), 'utf8'), fs.readFileSync(path.join(clean, FILES), 'utf8'));
     for (const s of checkpointShards(dir)) {
-      assert.ok(fs.readFileSync(path.join(dir, s.file)).equals(fs.readFileSync(path.join(clean, s.file))), `${s.file} bytes`);
+      assert.ok(
+        fs.readFileSync(path.join(dir, s.file)).equals(fs.readFileSync(path.join(clean, s.file))),
+        `${s.file} bytes`,
+      );
     }
     await assertBlockIndexMatches(dir, checkpointShards(dir));
     assert.ok(CID.parse(resumed.rootCid));

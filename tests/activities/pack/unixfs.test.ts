@@ -16,7 +16,9 @@ import { bytesOf, tmpDir, writeTree } from '../../helpers/env.js';
 const MiB = 1024 * 1024;
 
 function ipfsCarRoot(dir: string, out: string): string {
-  return execFileSync(process.execPath, [path.resolve('node_modules/ipfs-car/bin.js'), 'pack', dir, '--output', out], { encoding: 'utf8' }).trim();
+  return execFileSync(process.execPath, [path.resolve('node_modules/ipfs-car/bin.js'), 'pack', dir, '--output', out], {
+    encoding: 'utf8',
+  }).trim();
 }
 
 async function ourRoot(src: string, stage: string, shardBytes = 4 * MiB) {
@@ -31,8 +33,13 @@ describe('UnixFS packing', () => {
     const root = tmpDir();
     const src = path.join(root, 'src');
     writeTree(src, {
-      'zero': Buffer.alloc(0), 'one': 'x', 'a/mib-1': bytesOf(MiB - 1, '1'), 'a/mib': bytesOf(MiB, '2'),
-      'a/mib+1': bytesOf(MiB + 1, '3'), 'a/b/c/big': bytesOf(5 * MiB + 7, '4'), 'ü ñ/ü.txt': 'unicode',
+      zero: Buffer.alloc(0),
+      one: 'x',
+      'a/mib-1': bytesOf(MiB - 1, '1'),
+      'a/mib': bytesOf(MiB, '2'),
+      'a/mib+1': bytesOf(MiB + 1, '3'),
+      'a/b/c/big': bytesOf(5 * MiB + 7, '4'),
+      'ü ñ/ü.txt': 'unicode',
     });
     const ours = await ourRoot(src, path.join(root, 'stage'), 2 * MiB);
     assert.ok(ours.shards >= 3);
@@ -58,10 +65,18 @@ describe('UnixFS packing', () => {
       const data = bytesOf(leaves * chunk - (leaves > 1 ? 3 : 0), `w${leaves}`);
       // Reference: @ipld/unixfs with the same chunk size and width.
       const blocks: UnixFS.Block[] = [];
-      const writable = new WritableStream<UnixFS.Block>({ write: (b) => void blocks.push(b) }, { highWaterMark: 1e9, size: () => 1 });
+      const writable = new WritableStream<UnixFS.Block>(
+        { write: (b) => void blocks.push(b) },
+        { highWaterMark: 1e9, size: () => 1 },
+      );
       const writer = UnixFS.createWriter({
         writable,
-        settings: UnixFS.configure({ fileChunkEncoder: raw, smallFileEncoder: raw, chunker: withMaxChunkSize(chunk), fileLayout: withWidth(width) }),
+        settings: UnixFS.configure({
+          fileChunkEncoder: raw,
+          smallFileEncoder: raw,
+          chunker: withMaxChunkSize(chunk),
+          fileLayout: withWidth(width),
+        }),
       });
       const file = UnixFS.createFileWriter(writer);
       await file.write(data);
@@ -94,7 +109,10 @@ describe('UnixFS packing', () => {
     writeTree(src, { 'big.bin': bytesOf(9 * MiB + 11, 'size'), 'small.txt': 's' });
     const shardBytes = 2 * MiB + 100;
     const r = await ourRoot(src, path.join(root, 'stage'), shardBytes);
-    const shards = JSON.parse(fs.readFileSync(path.join(root, 'stage', 'pack-checkpoint.json'), 'utf8')).shards as { file: string; carBytes: number }[];
+    const shards = JSON.parse(fs.readFileSync(path.join(root, 'stage', 'pack-checkpoint.json'), 'utf8')).shards as {
+      file: string;
+      carBytes: number;
+    }[];
     assert.equal(shards.length, r.shards);
     for (const s of shards) {
       assert.ok(s.carBytes <= shardBytes, `${s.file}: ${s.carBytes} > ${shardBytes}`);

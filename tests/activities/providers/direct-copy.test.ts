@@ -23,7 +23,8 @@ describe('copyFileDirect', () => {
       try {
         await copyFileDirect(src, dst);
       } catch (err) {
-        if (err instanceof DirectIoUnsupported && !process.env.PROVENANT_REQUIRE_ALL) return t.skip(`direct I/O unavailable here: ${err.message}`);
+        if (err instanceof DirectIoUnsupported && !process.env.PROVENANT_REQUIRE_ALL)
+          return t.skip(`direct I/O unavailable here: ${err.message}`);
         throw err;
       }
       assert.ok(fs.readFileSync(dst).equals(data), 'same bytes');
@@ -36,7 +37,10 @@ describe('copyFileDirect', () => {
     fs.writeFileSync(src, bytesOf(MiB, 'x'));
     await assert.rejects(copyFileDirect(src, src), (err: NodeJS.ErrnoException) => err.code === 'EEXIST');
     const dst = path.join(dir, 'never');
-    await assert.rejects(copyFileDirect(path.join(dir, 'missing'), dst), (err: NodeJS.ErrnoException) => err.code === 'ENOENT');
+    await assert.rejects(
+      copyFileDirect(path.join(dir, 'missing'), dst),
+      (err: NodeJS.ErrnoException) => err.code === 'ENOENT',
+    );
     assert.equal(fs.existsSync(dst), false);
   });
 
@@ -56,7 +60,13 @@ describe('LocalProvider.put from a local file', () => {
     const carCid = carCidFromSha256(crypto.createHash('sha256').update(bytes).digest());
     return { pieceCid: `baga${carCid.slice(4, 40)}`, carCid, rootCid: carCid, bytes: bytes.length };
   };
-  const never = () => Readable.from((async function* () { throw new Error('streamed instead of copied'); })());
+  const never = () =>
+    Readable.from(
+      // eslint-disable-next-line require-yield -- a stream that fails as soon as it is read
+      (async function* () {
+        throw new Error('streamed instead of copied');
+      })(),
+    );
 
   it('copies a checked file without streaming it, and keeps the source', async () => {
     const root = tmpDir('pv-local-');
@@ -97,7 +107,10 @@ describe('LocalProvider.put from a local file', () => {
     const bytes = bytesOf(MiB, 'short');
     fs.writeFileSync(src, bytes.subarray(1));
     const p = new LocalProvider('c', path.join(root, 'c'));
-    await assert.rejects(p.put(piece(bytes), never, { localFile: src, consumeLocalFile: true }), (err: Error) => err.name === 'IntegrityError');
+    await assert.rejects(
+      p.put(piece(bytes), never, { localFile: src, consumeLocalFile: true }),
+      (err: Error) => err.name === 'IntegrityError',
+    );
     assert.ok(fs.existsSync(src), 'nothing taken');
     assert.deepEqual(fs.readdirSync(path.join(root, 'c', 'pieces')), []);
   });

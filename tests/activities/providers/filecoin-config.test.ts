@@ -6,8 +6,20 @@ import { createProvider } from '../../../activities/providers/registry.js';
 import { SynapseProvider } from '../../../activities/providers/synapse.js';
 import { ProviderSchema } from '../../../config/schema.js';
 
-const synapse = { kind: 'synapse', id: 'foc', rpcUrl: 'http://127.0.0.1:1/rpc/v1', privateKeyEnv: 'PV_TEST_FOC_KEY', providerId: 4 };
-const lotus = { kind: 'lotus', id: 'sp', apiUrl: 'http://127.0.0.1:1/rpc/v1', minerId: 'f01234', retrievalUrl: 'http://127.0.0.1:2' };
+const synapse = {
+  kind: 'synapse',
+  id: 'foc',
+  rpcUrl: 'http://127.0.0.1:1/rpc/v1',
+  privateKeyEnv: 'PV_TEST_FOC_KEY',
+  providerId: 4,
+};
+const lotus = {
+  kind: 'lotus',
+  id: 'sp',
+  apiUrl: 'http://127.0.0.1:1/rpc/v1',
+  minerId: 'f01234',
+  retrievalUrl: 'http://127.0.0.1:2',
+};
 const KEY = `0x${'ab'.repeat(32)}`;
 
 describe('filecoin provider config', () => {
@@ -24,7 +36,11 @@ describe('filecoin provider config', () => {
 
   it('refuses a private key written into the config, and a top-up below the minimum runway', () => {
     assert.equal(ProviderSchema.safeParse({ ...synapse, privateKey: KEY }).success, false);
-    assert.equal(ProviderSchema.safeParse({ ...synapse, privateKeyEnv: KEY }).success, false, 'the name of a variable, not a key');
+    assert.equal(
+      ProviderSchema.safeParse({ ...synapse, privateKeyEnv: KEY }).success,
+      false,
+      'the name of a variable, not a key',
+    );
     assert.equal(ProviderSchema.safeParse({ ...synapse, minRunwayDays: 60, topUpRunwayDays: 30 }).success, false);
   });
 
@@ -35,14 +51,27 @@ describe('filecoin provider config', () => {
     assert.equal(c.verifiedDeal, true);
     assert.equal(ProviderSchema.safeParse({ ...lotus, token: 'eyJhbGciOi' }).success, false);
     assert.equal(ProviderSchema.safeParse({ ...lotus, minerId: 't3abc' }).success, false);
-    assert.equal(ProviderSchema.safeParse({ ...lotus, dealDurationEpochs: 2880 }).success, false, 'shorter than the market allows');
+    assert.equal(
+      ProviderSchema.safeParse({ ...lotus, dealDurationEpochs: 2880 }).success,
+      false,
+      'shorter than the market allows',
+    );
   });
 
   it('builds both providers from config, reading secrets from the environment named there', () => {
     assert.ok(createProvider(ProviderSchema.parse(synapse), { PV_TEST_FOC_KEY: KEY }) instanceof SynapseProvider);
     assert.ok(createProvider(ProviderSchema.parse(lotus), {}) instanceof LotusProvider);
-    assert.ok(createProvider(ProviderSchema.parse({ ...lotus, tokenEnv: 'PV_TEST_TOKEN' }), { PV_TEST_TOKEN: 't' }) instanceof LotusProvider);
-    assert.throws(() => createProvider(ProviderSchema.parse(synapse), {}), (e: Error) => e.name === 'ConfigError');
-    assert.throws(() => createProvider(ProviderSchema.parse({ ...lotus, tokenEnv: 'PV_TEST_TOKEN' }), {}), (e: Error) => e.name === 'ConfigError');
+    assert.ok(
+      createProvider(ProviderSchema.parse({ ...lotus, tokenEnv: 'PV_TEST_TOKEN' }), { PV_TEST_TOKEN: 't' }) instanceof
+        LotusProvider,
+    );
+    assert.throws(
+      () => createProvider(ProviderSchema.parse(synapse), {}),
+      (e: Error) => e.name === 'ConfigError',
+    );
+    assert.throws(
+      () => createProvider(ProviderSchema.parse({ ...lotus, tokenEnv: 'PV_TEST_TOKEN' }), {}),
+      (e: Error) => e.name === 'ConfigError',
+    );
   });
 });

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { Piece as DsPiece } from '@web3-storage/data-segment';
-import { pieceCidV2, pieceInfo } from '../../../activities/providers/lotus.js';
+import { pieceCidV2, pieceInfo } from '../../../activities/pack/cids.js';
 import type { PieceRef } from '../../../activities/providers/provider.js';
 import { FilecoinSim } from '../../sim/filecoin-sim.js';
 import { lotusProvider } from '../../sim/fixtures.js';
@@ -31,7 +31,10 @@ const days = (iso?: string) => (Date.parse(iso!) - Date.now()) / 86_400_000;
 /** The simulated chain's deal for a piece (the latest). */
 function dealOf(ref: PieceRef) {
   const v1 = pieceInfo(ref.pieceCid).v1;
-  const id = sim.lotus.dealIds().filter((d) => sim.lotus.deal(d)!.Proposal.PieceCID['/'] === v1).at(-1);
+  const id = sim.lotus
+    .dealIds()
+    .filter((d) => sim.lotus.deal(d)!.Proposal.PieceCID['/'] === v1)
+    .at(-1);
   assert.ok(id !== undefined, 'a deal was made');
   return { id, deal: sim.lotus.deal(id)! };
 }
@@ -63,7 +66,10 @@ describe('lotus provider on the simulated network: deals and claims', () => {
     const [, claim] = sim.lotus.claimList().find(([, c]) => c.Data['/'] === v1)!;
     const status = await p.status(ref);
     assert.equal(status.present, true);
-    assert.ok(Math.abs(days(status.expiresAt) - (claim.TermStart + claim.TermMax - sim.lotus.head()) / DAY) < 0.1, 'expires when the claim does');
+    assert.ok(
+      Math.abs(days(status.expiresAt) - (claim.TermStart + claim.TermMax - sim.lotus.head()) / DAY) < 0.1,
+      'expires when the claim does',
+    );
     sim.advance(200 * DAY); // past the deal, inside the claim's 90-day buffer
     assert.equal((await p.status(ref)).present, true);
     sim.advance(80 * DAY);
@@ -117,12 +123,21 @@ describe('lotus provider on the simulated network: renewal', () => {
     await p.put(ref, () => Readable.from([bytes]));
     sim.advance(150 * DAY);
     const before = await p.status(ref);
-    assert.ok(Math.abs(days(before.expiresAt) - 120) < 0.1, `the claim has 270 - 150 days left, got ${days(before.expiresAt)}`);
+    assert.ok(
+      Math.abs(days(before.expiresAt) - 120) < 0.1,
+      `the claim has 270 - 150 days left, got ${days(before.expiresAt)}`,
+    );
     const renewed = await p.renew(ref);
-    assert.ok(Math.abs(days(renewed.expiresAt) - 180) < 0.1, `a term ending 180 days from now, got ${days(renewed.expiresAt)}`);
+    assert.ok(
+      Math.abs(days(renewed.expiresAt) - 180) < 0.1,
+      `a term ending 180 days from now, got ${days(renewed.expiresAt)}`,
+    );
     const after = await p.status(ref);
     assert.equal(after.present, true);
-    assert.ok(Math.abs(Date.parse(after.expiresAt!) - Date.parse(renewed.expiresAt!)) < 60_000, 'the chain reports the new term');
+    assert.ok(
+      Math.abs(Date.parse(after.expiresAt!) - Date.parse(renewed.expiresAt!)) < 60_000,
+      'the chain reports the new term',
+    );
   });
 
   it('a claim extension not yet on chain is RenewalPendingError; the next call sees it landed', async () => {
@@ -173,9 +188,12 @@ describe('lotus provider on the simulated network: retrieval and pieces', () => 
     const raw = Buffer.from(await served.arrayBuffer());
     assert.ok(raw.length > bytes.length, 'the endpoint serves padding past the payload');
     assert.deepEqual(raw.subarray(0, bytes.length), bytes);
-    assert.deepEqual(await collect(p.readRange(ref, 0, undefined)), bytes);
-    assert.deepEqual(await collect(p.readRange(ref, bytes.length - 5, 1000)), bytes.subarray(bytes.length - 5));
-    assert.deepEqual(await collect(p.readRange(ref, bytes.length, 10)), Buffer.alloc(0));
+    assert.deepEqual(await collect(p.readRange(ref)), bytes);
+    assert.deepEqual(
+      await collect(p.readRange(ref, { offset: bytes.length - 5, length: 1000 })),
+      bytes.subarray(bytes.length - 5),
+    );
+    assert.deepEqual(await collect(p.readRange(ref, { offset: bytes.length, length: 10 })), Buffer.alloc(0));
   });
 
   it('converts v2 piece CIDs to v1 CIDs and sizes and back, as data-segment does', async () => {
@@ -205,13 +223,19 @@ describe('lotus provider on the simulated network: failures', () => {
     const p = lotusProvider(sim, {}, 'not-the-token');
     const { bytes, ref } = await shard('bad-token');
     await assert.rejects(p.status(ref), failure('ProviderAuthError', false));
-    await assert.rejects(p.put(ref, () => Readable.from([bytes])), failure('ProviderAuthError', false));
+    await assert.rejects(
+      p.put(ref, () => Readable.from([bytes])),
+      failure('ProviderAuthError', false),
+    );
   });
 
   it('no token where deal making needs one is a non-retryable ProviderAuthError', async () => {
     const p = lotusProvider(sim, {}, null);
     const { bytes, ref } = await shard('no-token');
-    await assert.rejects(p.put(ref, () => Readable.from([bytes])), failure('ProviderAuthError', false));
+    await assert.rejects(
+      p.put(ref, () => Readable.from([bytes])),
+      failure('ProviderAuthError', false),
+    );
   });
 
   it('a Lotus node that stalls or fails is a retryable ProviderUnavailableError', async () => {
@@ -233,20 +257,23 @@ describe('lotus provider on the simulated network: failures', () => {
     await p.put(ref, () => Readable.from([bytes]));
     sim.faults.retrieval = { kind: 'stall', match: /^GET / };
     try {
-      await assert.rejects(collect(p.readRange(ref, 0, 100)), failure('ProviderUnavailableError', true));
+      await assert.rejects(collect(p.readRange(ref, { length: 100 })), failure('ProviderUnavailableError', true));
     } finally {
       delete sim.faults.retrieval;
     }
   });
 
-  it('a piece larger than the miner\'s sectors fails with PieceSizeExceededError before any upload or deal', async () => {
+  it("a piece larger than the miner's sectors fails with PieceSizeExceededError before any upload or deal", async () => {
     const small = await FilecoinSim.start();
     small.lotus.sectorSize = 64 * 1024;
     try {
       const p = lotusProvider(small);
       const { bytes, ref } = await shard('too-big', 80_000);
       let opened = 0;
-      await assert.rejects(p.put(ref, () => (opened++, Readable.from([bytes]))), failure('PieceSizeExceededError', false));
+      await assert.rejects(
+        p.put(ref, () => (opened++, Readable.from([bytes]))),
+        failure('PieceSizeExceededError', false),
+      );
       assert.equal(opened, 0);
       assert.equal(small.stats.lotusUploads, 0);
       assert.equal(small.stats.rpcCalls.get('Filecoin.ClientStartDeal') ?? 0, 0);

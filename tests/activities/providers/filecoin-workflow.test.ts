@@ -10,7 +10,7 @@ import { after, before, describe, it } from 'node:test';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { Config } from '../../../config/schema.js';
 import { startArchive, startRestore } from '../../../workers/client.js';
-import type { ArchiveSummary } from '../../../workflows/types.js';
+import type { ArchiveSummary } from '../../../shared/types.js';
 import { bytesOf, readTree, startTemporal, testConfig, tmpDir, withWorker, writeTree } from '../../helpers/env.js';
 import { FilecoinSim } from '../../sim/filecoin-sim.js';
 import { simWallet } from '../../sim/fixtures.js';
@@ -45,8 +45,22 @@ describe('one dataset on simulated Filecoin: Onchain Cloud (Synapse) and Lotus d
     config = testConfig(path.join(data, 'home'), {
       replication: { copies: 2 },
       providers: [
-        { kind: 'synapse', id: 'foc', network: 'calibration', rpcUrl: sim.rpcUrl, privateKeyEnv: KEY_ENV, providerId: Number(sim.providerId) },
-        { kind: 'lotus', id: 'lotus', apiUrl: sim.rpcUrl, tokenEnv: TOKEN_ENV, minerId: sim.lotus.minerId, retrievalUrl: sim.retrievalUrl },
+        {
+          kind: 'synapse',
+          id: 'foc',
+          network: 'calibration',
+          rpcUrl: sim.rpcUrl,
+          privateKeyEnv: KEY_ENV,
+          providerId: Number(sim.providerId),
+        },
+        {
+          kind: 'lotus',
+          id: 'lotus',
+          apiUrl: sim.rpcUrl,
+          tokenEnv: TOKEN_ENV,
+          minerId: sim.lotus.minerId,
+          retrievalUrl: sim.retrievalUrl,
+        },
       ],
     });
   });
@@ -61,7 +75,11 @@ describe('one dataset on simulated Filecoin: Onchain Cloud (Synapse) and Lotus d
     if (!env) return t.skip('no Temporal server');
     const e = env;
     const history = await withWorker(e, config, async () => {
-      const { handle } = await startArchive(e.client, config, { dir: src(), datasetId: 'filecoin-sim', noSteward: true });
+      const { handle } = await startArchive(e.client, config, {
+        dir: src(),
+        datasetId: 'filecoin-sim',
+        noSteward: true,
+      });
       summary = await handle.result();
       return JSON.stringify(await handle.fetchHistory());
     });
@@ -69,8 +87,12 @@ describe('one dataset on simulated Filecoin: Onchain Cloud (Synapse) and Lotus d
     assert.deepEqual(Object.keys(summary!.replicas).sort(), [...PROVIDERS].sort());
     for (const id of PROVIDERS) assert.equal(summary!.replicas[id], summary!.shards, `every shard on ${id}`);
     assert.deepEqual(summary!.failovers, []);
-    assert.ok(sim.chain.dataSetIds().length >= 1 && sim.lotus.dealIds().length >= summary!.shards, 'data set and deals on the simulated chain');
-    for (const secret of [key, key.slice(2), sim.lotus.token]) assert.ok(!history.includes(secret), 'secrets never reach the workflow history');
+    assert.ok(
+      sim.chain.dataSetIds().length >= 1 && sim.lotus.dealIds().length >= summary!.shards,
+      'data set and deals on the simulated chain',
+    );
+    for (const secret of [key, key.slice(2), sim.lotus.token])
+      assert.ok(!history.includes(secret), 'secrets never reach the workflow history');
   });
 
   for (const id of PROVIDERS) {
@@ -80,7 +102,14 @@ describe('one dataset on simulated Filecoin: Onchain Cloud (Synapse) and Lotus d
       const e = env;
       const target = path.join(data, `restored-${id}`);
       const restored = await withWorker(e, config, async () =>
-        (await startRestore(e.client, config, { manifestCid: summary!.manifestCid, target, force: false, providerIds: [id] })).result(),
+        (
+          await startRestore(e.client, config, {
+            manifestCid: summary!.manifestCid,
+            target,
+            force: false,
+            providerIds: [id],
+          })
+        ).result(),
       );
       assert.deepEqual(Object.keys(restored.sources), [id]);
       assert.deepEqual(restored.badReplicas, []);

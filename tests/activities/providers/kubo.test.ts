@@ -45,9 +45,14 @@ describe('kubo provider on a Kubo daemon', () => {
     assert.equal(block.status, 200);
     assert.ok(Buffer.from(await block.arrayBuffer()).equals(bytesOf(MiB, 'blocks/0')), 'the root block as imported');
     // 1 MiB UnixFS chunks: ranges that start before and end after a chunk boundary.
-    for (const [offset, length] of [[MiB - 1, 2], [MiB - 100, MiB + 200], [0, 3 * MiB], [2 * MiB + 5, undefined]] as const) {
+    for (const [offset, length] of [
+      [MiB - 1, 2],
+      [MiB - 100, MiB + 200],
+      [0, 3 * MiB],
+      [2 * MiB + 5, undefined],
+    ] as const) {
       const want = car.bytes.subarray(offset, length === undefined ? undefined : offset + length);
-      assert.ok((await collect(p.readRange(ref, offset, length))).equals(want), `range ${offset}+${length}`);
+      assert.ok((await collect(p.readRange(ref, { offset, length }))).equals(want), `range ${offset}+${length}`);
     }
   });
 
@@ -60,16 +65,24 @@ describe('kubo provider on a Kubo daemon', () => {
     await p.put(ref, () => Readable.from([car.bytes]));
     const fileCid = /file (\S+)/.exec((await p.status(ref)).detail ?? '')?.[1];
     assert.ok(fileCid, 'status names the pinned file');
-    const pins = (await (await rpc(k.apiUrl, 'pin/ls', { arg: fileCid, type: 'recursive', names: 'true' })).json()) as { Keys: Record<string, { Name?: string }> };
+    const pins = (await (await rpc(k.apiUrl, 'pin/ls', { arg: fileCid, type: 'recursive', names: 'true' })).json()) as {
+      Keys: Record<string, { Name?: string }>;
+    };
     assert.equal(pins.Keys[fileCid]?.Name, `provenant:${ref.pieceCid}`);
     await p.delete(ref);
-    assert.notEqual((await rpc(k.apiUrl, 'pin/ls', { arg: fileCid, type: 'recursive' })).status, 200, 'no longer pinned');
+    assert.notEqual(
+      (await rpc(k.apiUrl, 'pin/ls', { arg: fileCid, type: 'recursive' })).status,
+      200,
+      'no longer pinned',
+    );
   });
 
   it('is built from config through the registry', async (t) => {
     const k = server(t);
     if (!k) return;
-    const p = createProvider(ProviderSchema.parse({ kind: 'kubo', id: 'from-config', apiUrl: k.apiUrl, mfsDir: mfsDir() }));
+    const p = createProvider(
+      ProviderSchema.parse({ kind: 'kubo', id: 'from-config', apiUrl: k.apiUrl, mfsDir: mfsDir() }),
+    );
     assert.ok(p instanceof KuboProvider);
     const car = await carOf(2000, 'cfg');
     await p.put(piece(car.bytes, car.rootCid), () => Readable.from([car.bytes]));
@@ -83,7 +96,10 @@ describe('kubo provider on a Kubo daemon', () => {
     const bytes = bytesOf(5000, 'not-a-car');
     const ref = piece(bytes);
     const before = await (await rpc(k.apiUrl, 'pin/ls', { type: 'recursive' })).text();
-    await assert.rejects(p.put(ref, () => Readable.from([bytes])), named('StoreError'));
+    await assert.rejects(
+      p.put(ref, () => Readable.from([bytes])),
+      named('StoreError'),
+    );
     assert.equal((await p.status(ref)).present, false);
     assert.equal(await (await rpc(k.apiUrl, 'pin/ls', { type: 'recursive' })).text(), before);
   });
@@ -97,11 +113,15 @@ describe('kubo provider on a Kubo daemon', () => {
     const ref = piece(car.bytes, car.rootCid);
     await p.put(ref, () => Readable.from([car.bytes]));
     await own.stop();
-    const down = (e: unknown) => named('ProviderUnavailableError')(e) && (e as { retryable: boolean }).retryable === true;
+    const down = (e: unknown) =>
+      named('ProviderUnavailableError')(e) && (e as { retryable: boolean }).retryable === true;
     await assert.rejects(p.status(ref), down);
-    await assert.rejects(collect(p.readRange(ref, 0, 10)), down);
+    await assert.rejects(collect(p.readRange(ref, { length: 10 })), down);
     await assert.rejects(p.locate(ref.rootCid), down);
-    await assert.rejects(p.put(ref, () => Readable.from([car.bytes])), down);
+    await assert.rejects(
+      p.put(ref, () => Readable.from([car.bytes])),
+      down,
+    );
   });
 
   it('maps an API URL where nothing listens to ProviderUnavailableError', async () => {
@@ -123,8 +143,11 @@ describe('kubo provider on a Kubo daemon', () => {
       const wrong = kuboProvider(own, { authorizationEnv: 'PV_KUBO_AUTH' }, { PV_KUBO_AUTH: 'Bearer wrong' });
       const auth = (e: unknown) => named('ProviderAuthError')(e) && (e as { retryable: boolean }).retryable === false;
       await assert.rejects(wrong.status(ref), auth);
-      await assert.rejects(wrong.put(ref, () => Readable.from([car.bytes])), auth);
-      await assert.rejects(collect(wrong.readRange(ref, 0, 10)), auth);
+      await assert.rejects(
+        wrong.put(ref, () => Readable.from([car.bytes])),
+        auth,
+      );
+      await assert.rejects(collect(wrong.readRange(ref, { length: 10 })), auth);
       await assert.rejects(kuboProvider(own).locate(ref.rootCid), auth, 'no credentials at all');
     } finally {
       await own.stop();
@@ -132,7 +155,15 @@ describe('kubo provider on a Kubo daemon', () => {
   });
 
   it('fails with ConfigError when the named Authorization variable is not set', () => {
-    const cfg = KuboProviderSchema.parse({ kind: 'kubo', id: 'x', apiUrl: 'http://127.0.0.1:5001', authorizationEnv: 'PV_UNSET_KUBO_AUTH' });
-    assert.throws(() => new KuboProvider(cfg, {}), (e) => e instanceof ConfigError && /PV_UNSET_KUBO_AUTH/.test(e.message));
+    const cfg = KuboProviderSchema.parse({
+      kind: 'kubo',
+      id: 'x',
+      apiUrl: 'http://127.0.0.1:5001',
+      authorizationEnv: 'PV_UNSET_KUBO_AUTH',
+    });
+    assert.throws(
+      () => new KuboProvider(cfg, {}),
+      (e) => e instanceof ConfigError && /PV_UNSET_KUBO_AUTH/.test(e.message),
+    );
   });
 });

@@ -1,0 +1,565 @@
+/**
+ * Check an evidence bundle (bundle.ts) with nothing but the file, the keys the caller trusts and,
+ * optionally, a directory: no server, no network. Every block is hashed against its CID, the
+ * audit chain is walked link by link, every signature is checked, and a directory's files are
+ * hashed against the manifest's sha256. Each failure is a finding that names the broken link.
+ */
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import * as dagJson from '@ipld/dag-json';
+import { CarBlockIterator } from '@ipld/car/iterator';
+import { CID } from 'multiformats/cid';
+import type { StewardReplica } from '../../shared/types.js';
+import {
+  manifestFiles,
+  manifestShards,
+  ManifestSchema,
+  type BlockSource,
+  type Manifest,
+} from '../manifest/manifest.js';
+import type { FileRecord } from '../pack/packer.js';
+import { blockMatches } from '../pack/cids.js';
+import { EVIDENCE_TYPE, evidenceStatement, SIGNATURE_TYPE, type EvidenceIndex, type SignatureBlock } from './bundle.js';
+import { checkEnvelope, EVIDENCE_PREDICATE, openEnvelope, type Envelope, type SignatureCheck } from './dsse.js';
+import { keyIdOf, type VerifyingKey } from './keys.js';
+import { auditStatementMismatch, manifestStatementMismatch, type AuditSignature } from './sign.js';
+
+export type Part = 'bundle' | 'manifest' | 'lineage' | 'file' | 'audit' | 'signature' | 'replica' | 'key' | 'trust';
+
+/** An ancestor of the dataset (`archive --derived-from`), from its manifest root in the bundle. */
+export interface LineageEntry {
+  manifestCid: string;
+  datasetId: string;
+  createdAt: string;
+  /** 1: a parent of the dataset; 2: a grandparent… */
+  depth: number;
+  parents: string[];
+}
+
+export interface Finding {
+  part: Part;
+  /** The link: a CID, a record number, a path. */
+  ref: string;
+  detail: string;
+}
+
+export interface SignatureReport {
+  what: string;
+  state: SignatureCheck['state'];
+  keyId: string;
+}
+
+export interface EvidenceReport {
+  ok: boolean;
+  bundle: string;
+  createdAt?: string;
+  datasetId?: string;
+  manifestCid?: string;
+  manifest?: { createdAt: string; files: number; bytes: number; shards: number; blocks: number; source?: string };
+  audit?: {
+    records: number;
+    head: string | null;
+    first?: string;
+    last?: string;
+    lastVerify?: string;
+    signed: number;
+    unsigned: number;
+  };
+  replicas?: { count: number; pieces: number; byProvider: Record<string, { replicas: number; healthy: number }> };
+  files?: { dir: string; as: 'source' | 'restored'; checked: number; matched: number; extra: number };
+  /** The datasets or models this one derives from, nearest first (each root block checked against its CID). */
+  lineage?: LineageEntry[];
+  signatures: SignatureReport[];
+  /** trusted: signed by a --trust key; unverified: signed, no --trust key verifies it; unsigned. */
+  signer: 'trusted' | 'unverified' | 'unsigned';
+  signers: { keyId: string; trusted: boolean }[];
+  broken: Finding[];
+  notes: string[];
+}
+
+export interface VerifyEvidenceOptions {
+  trusted: VerifyingKey[];
+  dir?: { path: string; as: 'source' | 'restored' };
+}
+
+const short = (cid: string) => (cid.length > 20 ? `…${cid.slice(-12)}` : cid);
+
+function decodeLoose(bytes: Uint8Array): unknown {
+  try {
+    return dagJson.decode(bytes);
+  } catch {
+    return undefined;
+  }
+}
+
+/** What a manifest block that fails its hash held, as far as it still decodes (to name it better). */
+function manifestBlockRole(bytes: Uint8Array, isRoot: boolean): string {
+  if (isRoot) return 'manifest root';
+  const v = decodeLoose(bytes) as { files?: FileRecord[]; shards?: unknown[]; blocks?: unknown[] } | undefined;
+  if (v?.files?.length) return `manifest file-records page (first file ${JSON.stringify(v.files[0]?.path)})`;
+  if (v?.shards) return 'manifest shard page';
+  if (v?.blocks) return 'manifest block-index page';
+  return 'manifest block';
+}
+
+async function sha256File(file: string): Promise<string> {
+  const h = crypto.createHash('sha256');
+  for await (const c of fs.createReadStream(file)) h.update(c as Buffer);
+  return h.digest('hex');
+}
+
+function* walk(dir: string, rel = ''): Generator<string> {
+  for (const e of fs.readdirSync(path.join(dir, rel), { withFileTypes: true })) {
+    const r = rel ? `${rel}/${e.name}` : e.name;
+    if (e.isDirectory()) yield* walk(dir, r);
+    else yield r;
+  }
+}
+
+export async function verifyEvidence(file: string, o: VerifyEvidenceOptions): Promise<EvidenceReport> {
+  const report: EvidenceReport = {
+    ok: false,
+    bundle: path.resolve(file),
+    signatures: [],
+    signer: 'unsigned',
+    signers: [],
+    broken: [],
+    notes: [],
+  };
+  const broken = (part: Part, ref: string, detail: string) => report.broken.push({ part, ref, detail });
+  const finish = () => {
+    report.ok = report.broken.length === 0;
+    return report;
+  };
+
+  // ---- the CAR and its index -------------------------------------------------------------
+  const all = new Map<string, Uint8Array>();
+  let roots: CID[];
+  try {
+    const it = await CarBlockIterator.fromIterable(fs.createReadStream(file));
+    roots = (await it.getRoots()) as unknown as CID[];
+    for await (const b of it) if (!all.has(b.cid.toString())) all.set(b.cid.toString(), b.bytes);
+  } catch (err) {
+    broken('bundle', file, `not a readable CAR: ${(err as Error).message}`);
+    return finish();
+  }
+  const rootCid = roots.length === 1 ? roots[0]!.toString() : undefined;
+  const rootBytes = rootCid ? all.get(rootCid) : undefined;
+  if (!rootCid || !rootBytes) {
+    broken('bundle', rootCid ?? '-', 'the CAR has no single root index block');
+    return finish();
+  }
+  if (!blockMatches(CID.parse(rootCid), rootBytes)) {
+    broken('bundle', rootCid, 'the bundle index does not hash to its CID');
+    return finish();
+  }
+  const index = decodeLoose(rootBytes) as EvidenceIndex | undefined;
+  if (index?.type !== EVIDENCE_TYPE || index.version !== 1) {
+    broken('bundle', rootCid, 'the root block is not a Provenant evidence index');
+    return finish();
+  }
+  report.createdAt = index.createdAt;
+  report.datasetId = index.datasetId;
+  report.manifestCid = index.manifestCid;
+
+  /** The intact block `cid`, or undefined after recording why not. */
+  const intact = (cid: string, part: Part, what: string, ref = cid, role?: (b: Uint8Array) => string) => {
+    const b = all.get(cid);
+    let parsed: CID;
+    try {
+      parsed = CID.parse(cid);
+    } catch {
+      broken(part, ref, `${what}: ${JSON.stringify(cid)} is not a CID`);
+      return undefined;
+    }
+    if (!b) {
+      broken(part, ref, `${what} ${cid} is missing from the bundle`);
+      return undefined;
+    }
+    if (!blockMatches(parsed, b)) {
+      broken(part, ref, `${role ? role(b) : what} ${cid} does not hash to its CID`);
+      return undefined;
+    }
+    return b;
+  };
+  const listed = new Set<string>([rootCid]);
+
+  // ---- keys -----------------------------------------------------------------------------
+  const carried: VerifyingKey[] = [];
+  for (const k of index.publicKeys ?? []) {
+    try {
+      const publicKey = crypto.createPublicKey({ key: k.pem, format: 'pem' });
+      carried.push({ keyId: k.keyId, algorithm: k.algorithm, publicKey, publicKeyPem: k.pem });
+      if (k.keyId !== keyIdOf(publicKey))
+        report.notes.push(`key ${k.keyId.slice(0, 16)} is named by an operator key id`);
+    } catch {
+      broken('key', k.keyId, 'a public key in the bundle is not a PEM public key');
+    }
+  }
+  const signers = new Map<string, boolean>();
+  const check = (env: Envelope, what: string): SignatureCheck => {
+    const c = checkEnvelope(env, o.trusted, carried);
+    report.signatures.push({ what, state: c.state, keyId: c.keyId });
+    if (c.state === 'bad') broken('signature', what, c.detail);
+    else signers.set(c.keyId, (signers.get(c.keyId) ?? false) || c.state === 'trusted');
+    return c;
+  };
+
+  // ---- manifest -------------------------------------------------------------------------
+  const mBlocks = new Map<string, Uint8Array>();
+  for (const cid of index.manifest?.blocks ?? []) {
+    listed.add(cid);
+    const b = intact(cid, 'manifest', 'manifest block', cid, (x) => manifestBlockRole(x, cid === index.manifestCid));
+    if (b) mBlocks.set(cid, b);
+  }
+  if (!(index.manifest?.blocks ?? []).includes(index.manifestCid))
+    broken('manifest', index.manifestCid, 'the manifest root block is not in the bundle');
+  let manifest: Manifest | undefined;
+  let files: FileRecord[] = [];
+  const rootM = mBlocks.get(index.manifestCid);
+  if (rootM) {
+    const parsed = ManifestSchema.safeParse(decodeLoose(rootM));
+    if (!parsed.success) broken('manifest', index.manifestCid, 'the manifest root is not a Provenant manifest');
+    else {
+      manifest = parsed.data;
+      const pages: BlockSource = { get: (cid) => mBlocks.get(cid) };
+      try {
+        files = [...manifestFiles(manifest, pages)];
+        const shards = [...manifestShards(manifest, pages)].length;
+        report.manifest = {
+          createdAt: manifest.createdAt,
+          files: files.length,
+          bytes: files.reduce((n, f) => n + f.size, 0),
+          shards,
+          blocks: mBlocks.size,
+          ...(manifest.source ? { source: describeSource(manifest.source) } : {}),
+        };
+      } catch (err) {
+        // A damaged page was reported above; this says what could not be read because of it.
+        broken('manifest', index.manifestCid, `the file records cannot be read: ${(err as Error).message}`);
+      }
+      if (manifest.datasetId !== index.datasetId)
+        broken(
+          'manifest',
+          index.manifestCid,
+          `the manifest is of ${manifest.datasetId}, the index says ${index.datasetId}`,
+        );
+    }
+  }
+
+  // ---- lineage: the ancestors' manifest roots, walked from the manifest's derivedFrom -------
+  const ancestors = new Map<string, Manifest>();
+  for (const cid of index.lineage ?? []) {
+    listed.add(cid);
+    const b = intact(cid, 'lineage', 'parent manifest root');
+    if (!b) continue;
+    const parsed = ManifestSchema.safeParse(decodeLoose(b));
+    if (parsed.success) ancestors.set(cid, parsed.data);
+    else broken('lineage', cid, 'the parent manifest root is not a Provenant manifest');
+  }
+  if (manifest && (manifest.derivedFrom?.length || ancestors.size)) {
+    const lineage: LineageEntry[] = [];
+    const reached = new Set<string>();
+    let level = (manifest.derivedFrom ?? []).map((cid) => ({ cid, child: index.manifestCid }));
+    for (let depth = 1; level.length > 0; depth++) {
+      const next: typeof level = [];
+      for (const { cid, child } of level) {
+        if (reached.has(cid)) continue;
+        reached.add(cid);
+        const a = ancestors.get(cid);
+        if (!a) {
+          // A damaged root was named above; a parent left out of the bundle is named here.
+          if (!(index.lineage ?? []).includes(cid))
+            broken('lineage', cid, `a parent named by ${child} is not in the bundle`);
+          continue;
+        }
+        const parents = a.derivedFrom ?? [];
+        lineage.push({ manifestCid: cid, datasetId: a.datasetId, createdAt: a.createdAt, depth, parents });
+        next.push(...parents.map((p) => ({ cid: p, child: cid })));
+      }
+      level = next;
+    }
+    for (const cid of ancestors.keys())
+      if (!reached.has(cid)) broken('lineage', cid, 'a parent manifest no manifest of the bundle names');
+    report.lineage = lineage;
+  }
+
+  // ---- audit log ------------------------------------------------------------------------
+  const records = index.audit?.records ?? [];
+  let prev: string | null = null;
+  let signedUpTo = 0;
+  let trustedUpTo = 0;
+  let unsigned = 0;
+  let lastVerify: string | undefined;
+  const times: string[] = [];
+  let headBytes: Uint8Array | undefined;
+  for (const [i, cid] of records.entries()) {
+    listed.add(cid);
+    const n = i + 1;
+    const b = intact(cid, 'audit', `audit record #${n}`, `audit record #${n}`);
+    if (!b) {
+      prev = cid;
+      continue;
+    }
+    if (i === records.length - 1) headBytes = b;
+    const rec = decodeLoose(b) as
+      | ({
+          type: string;
+          datasetId: string;
+          seq: number;
+          prev: string | null;
+          kind: string;
+          time: string;
+        } & AuditSignature)
+      | undefined;
+    if (rec?.type !== 'provenant/audit') {
+      broken('audit', `audit record #${n}`, `${cid} is not an audit record`);
+      prev = cid;
+      continue;
+    }
+    if (rec.seq !== n) broken('audit', `audit record #${n}`, `the record says it is #${rec.seq}`);
+    if (rec.prev !== prev)
+      broken(
+        'audit',
+        `audit record #${n}`,
+        `links ${rec.prev ?? 'nothing'} as the record before, not ${prev ?? 'nothing'}`,
+      );
+    if (rec.datasetId !== index.datasetId) broken('audit', `audit record #${n}`, `is a record of ${rec.datasetId}`);
+    times.push(rec.time);
+    if (rec.kind === 'verify') lastVerify = rec.time;
+    if (rec.signature) {
+      let mismatch: string | undefined;
+      try {
+        mismatch = auditStatementMismatch(rec, openEnvelope(rec.signature, `audit record #${n}`));
+      } catch (err) {
+        mismatch = (err as Error).message;
+      }
+      if (mismatch) broken('signature', `audit record #${n}`, mismatch);
+      else {
+        const c = check(rec.signature, `audit record #${n}`);
+        if (c.state !== 'bad') signedUpTo = n;
+        if (c.state === 'trusted') trustedUpTo = n;
+      }
+    } else unsigned++;
+    prev = cid;
+  }
+  if ((index.audit?.head ?? null) !== (records[records.length - 1] ?? null))
+    broken('audit', 'audit head', `the index names head ${index.audit?.head}, the last record is ${records.at(-1)}`);
+  report.audit = {
+    records: records.length,
+    head: index.audit?.head ?? null,
+    ...(times.length ? { first: times[0]!, last: times[times.length - 1]! } : {}),
+    ...(lastVerify ? { lastVerify } : {}),
+    signed: records.length - unsigned,
+    unsigned,
+  };
+
+  // ---- replica table --------------------------------------------------------------------
+  const tableCid = index.replicaTable?.root ?? null;
+  let tableBytes: Uint8Array | undefined;
+  let manifestSignature: Envelope | undefined;
+  if (tableCid) {
+    listed.add(tableCid);
+    tableBytes = intact(tableCid, 'replica', 'replica table root');
+    const root = tableBytes
+      ? (decodeLoose(tableBytes) as
+          { type: string; manifestCid: string; pages: { cid: CID }[]; manifestSignature?: Envelope } | undefined)
+      : undefined;
+    if (tableBytes && root?.type !== 'provenant/replica-table')
+      broken('replica', tableCid, 'the table root is not a replica table');
+    if (root?.type === 'provenant/replica-table') {
+      if (root.manifestCid !== index.manifestCid)
+        broken('replica', tableCid, `the table is of manifest ${root.manifestCid}`);
+      manifestSignature = root.manifestSignature;
+      const rootPages = root.pages.map((p) => p.cid.toString());
+      if (rootPages.join() !== (index.replicaTable.pages ?? []).join())
+        broken('replica', tableCid, 'the bundle does not hold exactly the pages the table root lists');
+    }
+    const byProvider: Record<string, { replicas: number; healthy: number }> = {};
+    const pieces = new Set<string>();
+    let count = 0;
+    for (const [i, cid] of (index.replicaTable.pages ?? []).entries()) {
+      listed.add(cid);
+      const b = intact(cid, 'replica', `replica table page ${i + 1}`, `replica table page ${i + 1}`);
+      const page = b ? (decodeLoose(b) as { type: string; replicas: StewardReplica[] } | undefined) : undefined;
+      if (b && page?.type !== 'provenant/replica-page') broken('replica', cid, 'not a replica table page');
+      for (const r of page?.replicas ?? []) {
+        count++;
+        pieces.add(r.pieceCid);
+        const p = (byProvider[r.providerId] ??= { replicas: 0, healthy: 0 });
+        p.replicas++;
+        if (r.state === 'healthy') p.healthy++;
+      }
+    }
+    report.replicas = { count, pieces: pieces.size, byProvider };
+  }
+
+  // ---- signatures -----------------------------------------------------------------------
+  let manifestTrusted = false;
+  let manifestSigned = false;
+  if (manifestSignature) {
+    let mismatch: string | undefined;
+    try {
+      mismatch = manifestStatementMismatch(manifestSignature, index.manifestCid);
+    } catch (err) {
+      mismatch = (err as Error).message;
+    }
+    if (mismatch) broken('signature', 'manifest signature', mismatch);
+    else {
+      const c = check(manifestSignature, 'manifest signature (archive time)');
+      manifestSigned = c.state !== 'bad';
+      manifestTrusted = c.state === 'trusted';
+    }
+  }
+  let evidenceTrusted = false;
+  let evidenceSigned = false;
+  for (const cid of index.signatures ?? []) {
+    listed.add(cid);
+    const b = intact(cid, 'signature', 'evidence signature block');
+    if (!b) continue;
+    const sb = decodeLoose(b) as SignatureBlock | undefined;
+    if (sb?.type !== SIGNATURE_TYPE) {
+      broken('signature', cid, 'not a signature block');
+      continue;
+    }
+    let why: string | undefined;
+    try {
+      const st = openEnvelope(sb.envelope, 'evidence signature');
+      const p = st.predicate as { createdAt?: string; auditRecords?: number };
+      const want = evidenceStatement({
+        datasetId: index.datasetId,
+        manifestCid: index.manifestCid,
+        auditHead: index.audit.head && headBytes ? { cid: index.audit.head, bytes: headBytes } : null,
+        auditRecords: records.length,
+        table: tableCid && tableBytes ? { cid: tableCid, bytes: tableBytes } : null,
+        createdAt: p.createdAt ?? '',
+      });
+      if (st.predicateType !== EVIDENCE_PREDICATE) why = `predicate type ${st.predicateType}`;
+      else if (JSON.stringify(st.subject) !== JSON.stringify(want.subject) || p.auditRecords !== records.length)
+        why = 'the evidence signature names other parts than the bundle holds';
+    } catch (err) {
+      why = (err as Error).message;
+    }
+    if (why) {
+      broken('signature', 'evidence signature', why);
+      continue;
+    }
+    const c = check(sb.envelope, 'evidence signature (bundle time)');
+    evidenceSigned ||= c.state !== 'bad';
+    evidenceTrusted ||= c.state === 'trusted';
+  }
+
+  for (const cid of all.keys())
+    if (!listed.has(cid)) report.notes.push(`block ${cid} is in the CAR but not in the index`);
+
+  // ---- a directory ----------------------------------------------------------------------
+  if (o.dir && manifest) {
+    const dir = o.dir.path;
+    let matched = 0;
+    const known = new Set<string>();
+    for (const f of files) {
+      known.add(f.path);
+      const p = path.join(dir, f.path);
+      let st: fs.Stats;
+      try {
+        st = fs.statSync(p);
+      } catch {
+        broken('file', f.path, `missing from ${dir}`);
+        continue;
+      }
+      if (!st.isFile()) {
+        broken('file', f.path, 'is not a regular file');
+        continue;
+      }
+      const h = await sha256File(p);
+      if (h !== f.sha256)
+        broken('file', f.path, `sha256 ${h.slice(0, 16)}… is not the manifest's ${f.sha256.slice(0, 16)}…`);
+      else matched++;
+    }
+    let extra = 0;
+    for (const r of walk(dir)) if (!known.has(r)) extra++;
+    if (extra) report.notes.push(`${extra} file(s) in ${dir} are not in the manifest`);
+    report.files = { dir: path.resolve(dir), as: o.dir.as, checked: files.length, matched, extra };
+  }
+
+  // ---- who signed, and is that enough ----------------------------------------------------
+  report.signers = [...signers].map(([keyId, trusted]) => ({ keyId, trusted }));
+  const anySigned = manifestSigned || evidenceSigned || signedUpTo > 0;
+  const headTrusted = records.length === 0 || trustedUpTo === records.length;
+  const trusted = (manifestTrusted || evidenceTrusted) && headTrusted;
+  report.signer = trusted ? 'trusted' : anySigned ? 'unverified' : 'unsigned';
+  if (signedUpTo > 0 && signedUpTo < records.length)
+    report.notes.push(`audit records after #${signedUpTo} are not signed: only the chain up to #${signedUpTo} is`);
+  if (o.trusted.length && !trusted) {
+    const why = !(manifestTrusted || evidenceTrusted)
+      ? 'no signature over the manifest is by a trusted key'
+      : `the audit head (#${records.length}) is not signed by a trusted key`;
+    broken('trust', 'signer', why);
+  }
+  return finish();
+}
+
+function describeSource(s: NonNullable<Manifest['source']>): string {
+  const v = s as { uri?: string; path?: string; kind?: string };
+  return v.uri ?? v.path ?? v.kind ?? JSON.stringify(s);
+}
+
+/** The report as a reader sees it: what was proven, since when, by whom, and every broken link. */
+export function describeEvidence(r: EvidenceReport): string {
+  const lines: string[] = [];
+  lines.push(`evidence bundle ${r.bundle}${r.createdAt ? ` (written ${r.createdAt})` : ''}`);
+  if (r.datasetId) lines.push(`dataset ${r.datasetId}, manifest ${r.manifestCid}`);
+  if (r.manifest)
+    lines.push(
+      `  manifest: ${r.manifest.files} files, ${r.manifest.bytes} bytes in ${r.manifest.shards} shard(s), archived ${r.manifest.createdAt}${r.manifest.source ? ` from ${r.manifest.source}` : ''}; ${r.manifest.blocks} blocks, every CID recomputed`,
+    );
+  for (const a of r.lineage ?? [])
+    lines.push(
+      `  ${'  '.repeat(a.depth - 1)}derived from ${a.datasetId} (manifest ${a.manifestCid}, archived ${a.createdAt}): root block checked against its CID`,
+    );
+  if (r.audit)
+    lines.push(
+      `  audit log: ${r.audit.records} records${r.audit.first ? ` from ${r.audit.first} to ${r.audit.last}` : ''}, ${r.audit.signed} signed, ${r.audit.unsigned} unsigned${r.audit.lastVerify ? `; last verification ${r.audit.lastVerify}` : ''}`,
+    );
+  if (r.replicas)
+    lines.push(
+      `  replicas: ${r.replicas.count} copies of ${r.replicas.pieces} pieces: ${Object.entries(r.replicas.byProvider)
+        .map(([id, p]) => `${id} ${p.healthy}/${p.replicas} healthy`)
+        .join(', ')}`,
+    );
+  if (r.files)
+    lines.push(
+      `  ${r.files.as} directory ${r.files.dir}: ${r.files.matched}/${r.files.checked} files match the manifest's sha256`,
+    );
+  for (const s of r.signatures)
+    lines.push(
+      `  signature: ${s.what}: ${s.state === 'trusted' ? 'valid, trusted key' : s.state === 'unverified-signer' ? 'valid, signer UNVERIFIED (key not given with --trust)' : 'INVALID'} ${s.keyId.slice(0, 16)}`,
+    );
+  // A file that is no bundle has no signer to speak of.
+  if (r.datasetId)
+    lines.push(
+      r.signer === 'trusted'
+        ? `signer: trusted (${r.signers
+            .filter((s) => s.trusted)
+            .map((s) => s.keyId.slice(0, 16))
+            .join(', ')})`
+        : r.signer === 'unverified'
+          ? `signer: UNVERIFIED: signatures are intact, but no key given with --trust made them (${r.signers.map((s) => s.keyId.slice(0, 16)).join(', ')})`
+          : 'signer: unsigned (no signing key was configured)',
+    );
+  for (const n of r.notes) lines.push(`  note: ${n}`);
+  if (r.ok) {
+    const since = r.manifest?.createdAt ?? r.audit?.first;
+    lines.push(
+      `VERIFIED: the dataset's contents${since ? ` as archived ${since}` : ''}${r.files ? `, the ${r.files.as} files` : ''} and its audit history${r.audit?.last ? ` to ${r.audit.last}` : ''} are intact${r.signer === 'trusted' ? ', signed by a trusted key' : ''}`,
+    );
+  } else {
+    lines.push(`BROKEN: ${r.broken.length} link(s)`);
+    for (const b of r.broken)
+      lines.push(
+        `  ${b.part}: ${b.detail.startsWith(b.ref) ? '' : `${b.ref.length > 40 ? short(b.ref) : b.ref}: `}${b.detail}`,
+      );
+  }
+  return lines.join('\n');
+}

@@ -1,0 +1,82 @@
+/** What every CLI command shares: output, usage errors, failure reasons, finding a dataset's workflows. */
+import { WorkflowFailedError, WorkflowNotFoundError, type Client } from '@temporalio/client';
+import { ApplicationFailure, TemporalFailure } from '@temporalio/common';
+import { ConfigError, ManifestNotFoundError, ProvenantError } from '../activities/errors.js';
+import { parseCid } from '../activities/manifest/manifest.js';
+import type { ArchiveSummary } from '../shared/types.js';
+import { archiveWorkflowId } from '../workers/client.js';
+
+/** Bad command-line use: exit code 2. */
+export class UsageError extends Error {
+  override name = 'UsageError';
+}
+
+export interface Out {
+  json: boolean;
+  info(msg: string): void;
+  result(value: unknown, human: string): void;
+}
+
+export function makeOut(json: boolean): Out {
+  return {
+    json,
+    info: (m) => {
+      if (!json) process.stderr.write(`${m}\n`);
+    },
+    result: (v, human) => {
+      if (json) process.stdout.write(JSON.stringify(v, null, 2) + '\n');
+      else process.stdout.write(human + '\n');
+    },
+  };
+}
+
+export function humanBytes(n: number): string {
+  const u = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  for (; n >= 1024 && i < u.length - 1; i++) n /= 1024;
+  return `${n.toFixed(i ? 1 : 0)} ${u[i]}`;
+}
+
+/** The steward of a completed archive (ManifestNotFoundError when the dataset is unknown). */
+export async function stewardOf(client: Client, datasetId: string) {
+  const s = (await client.workflow
+    .getHandle(archiveWorkflowId(datasetId))
+    .result()
+    .catch((err) => {
+      if (err instanceof WorkflowNotFoundError)
+        throw new ManifestNotFoundError(`no dataset '${datasetId}' is known to this Temporal server`);
+      throw err;
+    })) as ArchiveSummary;
+  if (!s.stewardWorkflowId) throw new ManifestNotFoundError(`dataset '${datasetId}' has no steward`);
+  return client.workflow.getHandle(s.stewardWorkflowId);
+}
+
+/** A manifest CID as given, or the manifest of a dataset id. */
+export async function resolveManifest(client: Client, ref: string): Promise<string> {
+  if (parseCid(ref)) return ref;
+  try {
+    const s = (await client.workflow.getHandle(archiveWorkflowId(ref)).result()) as ArchiveSummary;
+    return s.manifestCid;
+  } catch (err) {
+    if (err instanceof WorkflowNotFoundError)
+      throw new ManifestNotFoundError(`'${ref}' is neither a manifest CID nor a known dataset id`);
+    throw err;
+  }
+}
+
+/** One line saying why a command failed: the root cause's type and message. */
+export function failureReason(err: unknown): string {
+  let e: unknown = err;
+  // Unwrap WorkflowFailedError → ActivityFailure → ApplicationFailure to the root cause.
+  while (
+    e instanceof WorkflowFailedError ||
+    (e instanceof TemporalFailure && !(e instanceof ApplicationFailure) && e.cause)
+  ) {
+    e = (e as Error).cause;
+  }
+  if (e instanceof ApplicationFailure) return `${e.type ?? 'Error'}: ${e.message}`;
+  if (e instanceof ProvenantError || e instanceof ConfigError || e instanceof UsageError)
+    return `${e.name}: ${e.message}`;
+  if (e instanceof Error) return `${e.name}: ${e.message}`;
+  return String(e);
+}
