@@ -41,8 +41,32 @@ export function nodeForAnyUid(): string {
   return copy;
 }
 
+/**
+ * Every temp dir of this process lives under one root, `pv-run-<pid>`, removed when the process
+ * exits (each test file runs in a process of its own). The `npm test` reporter also removes the
+ * roots of test processes that died without exiting (tests/helpers/require-all-reporter.ts), so
+ * a run leaves nothing behind in the temp directory: repeated runs used to fill the disk.
+ */
+const tmpRoot = path.join(os.tmpdir(), `pv-run-${process.pid}`);
+let tmpRootMade = false;
+
 export function tmpDir(prefix = 'pv-test-'): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  if (!tmpRootMade) {
+    // 0o755: some tests run a process as another uid inside their temp dirs.
+    fs.mkdirSync(tmpRoot, { recursive: true, mode: 0o755 });
+    process.once('exit', () => removeTmpRoot(tmpRoot));
+    tmpRootMade = true;
+  }
+  return fs.mkdtempSync(path.join(tmpRoot, prefix));
+}
+
+/** Remove a run's temp root; a mount or a still-running server's files may keep part of it. */
+export function removeTmpRoot(dir: string): void {
+  try {
+    fs.rmSync(dir, { recursive: true, force: true, maxRetries: 2 });
+  } catch {
+    // Best effort: what is left is reported by nobody and swept by the next run's reporter.
+  }
 }
 
 /** Deterministic pseudo-random bytes. */

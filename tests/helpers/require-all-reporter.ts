@@ -9,6 +9,8 @@
  * when any suite recorded trials, and fails the run if any data was lost.
  */
 import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { reliabilityLogOf, reliabilityTable } from './reliability.js';
 
 interface TestEvent {
@@ -30,11 +32,36 @@ export default async function* requireAll(source: AsyncIterable<TestEvent>): Asy
     const why = typeof skip === 'string' ? `: ${skip}` : '';
     yield `PROVENANT_REQUIRE_ALL=1: a skipped test fails the run: '${name}' (${file ?? 'unknown file'})${why}\n`;
   }
+  sweepTmpRoots();
   const log = reliabilityLogOf(process.pid);
   const table = reliabilityTable(log);
   fs.rmSync(log, { force: true });
   if (table) {
     if (table.dataLost > 0) process.exitCode = 1;
     yield `\n${table.text}\n`;
+  }
+}
+
+/**
+ * Remove the temp roots (tests/helpers/env.ts `tmpDir`) of test processes that are gone: those
+ * that exited removed their own, this catches the killed ones. A live process's root is kept, so
+ * two runs at once do not disturb each other.
+ */
+function sweepTmpRoots(): void {
+  const tmp = os.tmpdir();
+  for (const name of fs.readdirSync(tmp)) {
+    const m = /^pv-run-(\d+)$/.exec(name);
+    if (!m) continue;
+    try {
+      process.kill(Number(m[1]), 0);
+      continue; // still running
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ESRCH') continue;
+    }
+    try {
+      fs.rmSync(path.join(tmp, name), { recursive: true, force: true, maxRetries: 2 });
+    } catch {
+      // a mount inside it, or files being written by an orphaned server: left for the next run
+    }
   }
 }
