@@ -8,7 +8,7 @@
  * calls. Only when no worker polls (or the dev server was just started) does it run one in-process.
  */
 import path from 'node:path';
-import { Client, type Connection } from '@temporalio/client';
+import { Client, ServiceError, type Connection } from '@temporalio/client';
 import type { Worker } from '@temporalio/worker';
 import type { Config } from '../config/schema.js';
 import { clientDataConverter } from './codec.js';
@@ -38,12 +38,21 @@ export class NoWorkerAnswered extends Error {
 /** How long a query may wait for another process's worker before this process runs its own. */
 const QUERY_DEADLINE_MS = 5_000;
 
-/** gRPC DEADLINE_EXCEEDED anywhere in the cause chain (the client wraps it in a ServiceError). */
-function deadlineExceeded(err: unknown): boolean {
-  for (let e = err, i = 0; e && typeof e === 'object' && i < 5; e = (e as { cause?: unknown }).cause, i++) {
-    if ((e as { code?: unknown }).code === 4) return true;
+/**
+ * The gRPC status of a query that no worker answered: the client wraps it in a ServiceError
+ * ("Failed to query Workflow"). Not only DEADLINE_EXCEEDED (4): a query sent to the sticky queue
+ * of a worker that has just exited can also come back CANCELLED (1), UNKNOWN (2),
+ * FAILED_PRECONDITION (9) or UNAVAILABLE (14), as the server gives up on that queue. Errors that
+ * the workflow itself answered (QueryNotRegisteredError, a rejected query, WorkflowNotFoundError)
+ * are other classes and never match. Returns the code, or undefined.
+ */
+function unanswered(err: unknown): number | undefined {
+  if (!(err instanceof ServiceError)) return undefined;
+  for (let e: unknown = err, i = 0; e && typeof e === 'object' && i < 5; e = (e as { cause?: unknown }).cause, i++) {
+    const code = (e as { code?: unknown }).code;
+    if (code === 1 || code === 2 || code === 4 || code === 9 || code === 14) return code;
   }
-  return false;
+  return undefined;
 }
 
 export interface RuntimeOptions {
@@ -138,14 +147,18 @@ export async function withRuntime<T>(
             try {
               return await client.connection.withDeadline(Date.now() + QUERY_DEADLINE_MS, call);
             } catch (err) {
-              if (deadlineExceeded(err)) throw new NoWorkerAnswered(`no worker answered in ${QUERY_DEADLINE_MS} ms`);
+              const code = unanswered(err);
+              if (code === 4) throw new NoWorkerAnswered(`no worker answered in ${QUERY_DEADLINE_MS} ms`);
+              if (code !== undefined) throw new NoWorkerAnswered(`the query was not answered (gRPC status ${code})`);
               throw err;
             }
           },
         });
       } catch (err) {
         if (!(err instanceof NoWorkerAnswered)) throw err;
-        log(`the worker seen on '${cfg.temporal.taskQueue}' did not answer: running one in this process`);
+        log(
+          `the worker seen on '${cfg.temporal.taskQueue}' did not answer (${err.message}): running one in this process`,
+        );
       }
     } else if (want === 'auto') {
       log(`no worker polls '${cfg.temporal.taskQueue}': running one in this process`);
