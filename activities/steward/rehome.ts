@@ -9,6 +9,8 @@
  * - the fleet side of a rehome: a page of running stewards, and one steward's evacuation.
  * The decisions of a pass are `evacuatePage`, with its side effects behind `EvacuateOps`.
  */
+import { Readable } from 'node:stream';
+import * as dagJson from '@ipld/dag-json';
 import { Context } from '@temporalio/activity';
 import { WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
 import { providerRefs } from '../../config/schema.js';
@@ -25,12 +27,16 @@ import type {
   VerifyResult,
 } from '../../shared/types.js';
 import type { StageContext } from '../context.js';
+import { ManifestNotFoundError } from '../errors.js';
+import { pieceOfCar, readSmallCar, smallCar } from '../providers/kit/car.js';
+import type { StorageProvider } from '../providers/provider.js';
 import { shardIndex } from '../manifest/manifest.js';
 import { copyPiece, retirePiece } from '../replicate/activities.js';
 import { boundary, whileBeating } from '../temporal.js';
 import { verifyReplica } from '../verify/verify.js';
 import { appendEvents, keyOnce, knownProviders, tableStoreOf } from './activities.js';
 import { isCounted } from './round.js';
+import { encodeBlock } from './table.js';
 
 export interface EvacuateOps {
   verify(r: StewardReplica): Promise<VerifyResult>;
@@ -233,6 +239,56 @@ async function verifyOn(
   }
 }
 
+type DeletionResult = { deleted: number; absent: number; failed: number; tableBlocks: number; problems: string[] };
+
+/**
+ * The record of a completed deletion: a small CAR whose root is a block named by the deletion's
+ * input alone (found again with `locate`), holding the summary as its second block. It is stored
+ * before the table's root, the last block deleted, so a root that is gone with this record present
+ * was removed by a deletion, and a rerun returns that deletion's summary; a root that is gone
+ * without it never existed here (or was lost) and is still an error.
+ */
+const deletionKey = (r: { manifestCid: string; tableCid: string }) =>
+  encodeBlock({ type: 'provenant/deletion', manifestCid: r.manifestCid, tableCid: r.tableCid });
+
+async function putDeletionRecord(
+  r: { manifestCid: string; tableCid: string },
+  summary: DeletionResult,
+  on: StorageProvider[],
+): Promise<void> {
+  const key = deletionKey(r);
+  const car = smallCar(key.cid, [key, encodeBlock({ type: 'provenant/deletion-summary', ...summary })]);
+  const piece = pieceOfCar(car, key.cid.toString());
+  // Best-effort: without it a rerun after the root's deletion fails, as it did before.
+  for (const p of on) await p.put(piece, () => Readable.from([car])).catch(() => undefined);
+}
+
+async function deletionRecord(
+  r: { manifestCid: string; tableCid: string },
+  on: StorageProvider[],
+  signal: AbortSignal,
+): Promise<DeletionResult | undefined> {
+  const key = deletionKey(r).cid.toString();
+  for (const p of on) {
+    try {
+      const ref = await p.locate(key, { signal });
+      if (!ref) continue;
+      const parts: Buffer[] = [];
+      for await (const c of p.readRange(ref)) parts.push(c as Buffer);
+      const { blocks } = await readSmallCar(Buffer.concat(parts), `deletion record ${key}`);
+      for (const b of blocks) {
+        const v = dagJson.decode(b.bytes) as DeletionResult & { type?: string };
+        if (v?.type !== 'provenant/deletion-summary') continue;
+        const { deleted, absent, failed, tableBlocks, problems } = v;
+        return { deleted, absent, failed, tableBlocks, problems };
+      }
+    } catch {
+      // An unreadable copy: try the next provider.
+    }
+  }
+  return undefined;
+}
+
 /**
  * The running stewards served on a task queue (this deployment's: their providers are the ones
  * configured here; stewards of another queue are another deployment's).
@@ -303,7 +359,18 @@ export function createRehomeActivities(ctx: StageContext) {
         { page: number; deleted: number; absent: number; failed: number; problems: string[] } | undefined;
       const at = prev ?? { page: 0, deleted: 0, absent: 0, failed: 0, problems: [] as string[] };
       const signal = Context.current().cancellationSignal;
-      const root = r.tableCid ? await store.root(r.tableCid) : undefined;
+      let root: Awaited<ReturnType<typeof store.root>> | undefined;
+      try {
+        root = r.tableCid ? await store.root(r.tableCid) : undefined;
+      } catch (err) {
+        // The root goes last: gone, with this deletion's record kept, means the deletion completed.
+        const done =
+          r.tableCid && err instanceof ManifestNotFoundError
+            ? await deletionRecord({ manifestCid: r.manifestCid, tableCid: r.tableCid }, known(r.providerIds), signal)
+            : undefined;
+        if (done) return done;
+        throw err;
+      }
       const pages = root?.pages ?? [];
       for (let i = at.page; i < pages.length; i++) {
         for (const rep of await store.page(pages[i]!.cid.toString())) {
@@ -331,16 +398,35 @@ export function createRehomeActivities(ctx: StageContext) {
       }
       // Then the table's own blocks (pages, then the root), wherever they are found.
       let tableBlocks = 0;
-      const blocks = [...pages.map((p) => p.cid.toString()), ...(r.tableCid ? [r.tableCid] : [])];
-      for (const cid of blocks) {
-        for (const p of known(r.providerIds)) {
-          const ref = await p.locate(cid, { signal }).catch(() => undefined);
-          if (!ref) continue;
+      const on = known(r.providerIds);
+      const drop = async (cid: string, refs: { ref: { pieceCid: string }; p: StorageProvider }[]) => {
+        for (const { ref, p } of refs)
           if ((await retirePiece(ctx, { pieceCid: ref.pieceCid, providerId: p.id })).deleted) tableBlocks++;
-        }
         store.forget(cid);
-      }
-      return { deleted: at.deleted, absent: at.absent, failed: at.failed, tableBlocks, problems: at.problems };
+      };
+      const locateAll = async (cid: string) => {
+        const found: { ref: { pieceCid: string }; p: StorageProvider }[] = [];
+        for (const p of on) {
+          const ref = await p.locate(cid, { signal }).catch(() => undefined);
+          if (ref) found.push({ ref, p });
+        }
+        return found;
+      };
+      for (const cid of pages.map((p) => p.cid.toString())) await drop(cid, await locateAll(cid));
+      if (!r.tableCid)
+        return { deleted: at.deleted, absent: at.absent, failed: at.failed, tableBlocks, problems: at.problems };
+      // The root last, after the record of what this deletion did (counting the root's copies found).
+      const rootCopies = await locateAll(r.tableCid);
+      const summary: DeletionResult = {
+        deleted: at.deleted,
+        absent: at.absent,
+        failed: at.failed,
+        tableBlocks: tableBlocks + rootCopies.length,
+        problems: at.problems,
+      };
+      await putDeletionRecord({ manifestCid: r.manifestCid, tableCid: r.tableCid }, summary, on);
+      await drop(r.tableCid, rootCopies);
+      return { ...summary, tableBlocks };
     }),
 
     provenantListStewards: boundary(async (r) => {
