@@ -14,7 +14,7 @@ import * as dagJson from '@ipld/dag-json';
 import { Context } from '@temporalio/activity';
 import { WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
 import { providerRefs } from '../../config/schema.js';
-import type { EvacuatePagesRequest, SharedQueueActivities } from '../../shared/activities.js';
+import type { EvacuatePagesRequest, EvacuatePagesResult, SharedQueueActivities } from '../../shared/activities.js';
 import { evacuateUpdate, stewardStatusQuery } from '../../shared/api.js';
 import { nextProvider } from '../../shared/placement.js';
 import type {
@@ -290,6 +290,44 @@ async function deletionRecord(
 }
 
 /**
+ * The record of a completed evacuation call: a small CAR whose root is a block named by the call's
+ * input alone (its audit head included), holding the call's result as its second block. A rerun
+ * with the same input finds it and returns that result: its events are on the chain already
+ * (after the input's head), so they are not appended again, and nothing is copied or retired again.
+ */
+const evacuationKey = (r: EvacuatePagesRequest) =>
+  encodeBlock({ type: 'provenant/evacuation', input: JSON.parse(JSON.stringify(r)) as unknown });
+
+async function putEvacuationRecord(r: EvacuatePagesRequest, result: unknown, on: StorageProvider[]): Promise<void> {
+  const key = evacuationKey(r);
+  const value = { type: 'provenant/evacuation-result', result: JSON.parse(JSON.stringify(result)) as unknown };
+  const car = smallCar(key.cid, [key, encodeBlock(value)]);
+  const piece = pieceOfCar(car, key.cid.toString());
+  // Best-effort: without it a rerun evacuates (and audits) again, as it did before.
+  for (const p of on) await p.put(piece, () => Readable.from([car])).catch(() => undefined);
+}
+
+async function evacuationRecord(r: EvacuatePagesRequest, on: StorageProvider[], signal: AbortSignal): Promise<unknown> {
+  const key = evacuationKey(r).cid.toString();
+  for (const p of on) {
+    try {
+      const ref = await p.locate(key, { signal });
+      if (!ref) continue;
+      const parts: Buffer[] = [];
+      for await (const c of p.readRange(ref)) parts.push(c as Buffer);
+      const { blocks } = await readSmallCar(Buffer.concat(parts), `evacuation record ${key}`);
+      for (const b of blocks) {
+        const v = dagJson.decode(b.bytes) as { type?: string; result?: unknown };
+        if (v?.type === 'provenant/evacuation-result') return v.result;
+      }
+    } catch {
+      // An unreadable copy: try the next provider.
+    }
+  }
+  return undefined;
+}
+
+/**
  * The running stewards served on a task queue (this deployment's: their providers are the ones
  * configured here; stewards of another queue are another deployment's).
  */
@@ -305,9 +343,12 @@ export function createRehomeActivities(ctx: StageContext) {
 
   const shared = {
     provenantEvacuatePages: boundary(async (r) => {
+      const signal = Context.current().cancellationSignal;
+      // Run already with this very input (a retry after a lost result): its result stands.
+      const done = (await evacuationRecord(r, known(r.storeOn), signal)) as EvacuatePagesResult | undefined;
+      if (done) return done;
       const m = await loadManifest(r.manifestCid);
       const root = await store.root(r.tableCid);
-      const signal = Context.current().cancellationSignal;
       let beats = 0;
       const beat = () => Context.current().heartbeat(++beats);
       const ops: EvacuateOps = {
@@ -342,7 +383,7 @@ export function createRehomeActivities(ctx: StageContext) {
       const { table, written } = await store.replacePages(root, r.from, r.count, kept, r.pageReplicas, on);
       // Signed with the worker's key, as every steward round's records are.
       const { audit, unaudited } = await appendEvents(r, events, on, signingKey);
-      return {
+      const result: EvacuatePagesResult = {
         table,
         next: r.from + written,
         audit,
@@ -350,6 +391,8 @@ export function createRehomeActivities(ctx: StageContext) {
         ...out,
         down: [...down],
       };
+      await putEvacuationRecord(r, result, on);
+      return result;
     }),
 
     provenantDeleteDataset: boundary(async (r) => {

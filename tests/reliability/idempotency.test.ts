@@ -62,8 +62,6 @@ const VOLATILE = new Set(['storedAt', 'existed', 'evidence', 'expiresAt', 'lastC
 const KNOWN: Record<string, string> = {
   provenantPackUnit: 'a run again stores a new unit result block; the first is orphaned',
   provenantStitch: 'a run again stores a new replica table (placement times); the first is orphaned',
-  // A second run appends the pass's audit events again (another audit head: a fork of the chain).
-  provenantEvacuatePages: 'a run again appends its audit events again (a second audit head)',
 };
 
 /**
