@@ -53,6 +53,7 @@ function envLayer(env: NodeJS.ProcessEnv): Record<string, unknown> {
   if (env.PROVENANT_DATA_DIR) out.dataDir = env.PROVENANT_DATA_DIR;
   if (env.PROVENANT_STAGING_DIR) out.stagingDir = env.PROVENANT_STAGING_DIR;
   if (env.PROVENANT_SIGNING_KEY_FILE) out.signing = { keyFile: env.PROVENANT_SIGNING_KEY_FILE };
+  if (env.PROVENANT_ENCRYPTION_KEY_FILE) out.encryption = { keyFile: env.PROVENANT_ENCRYPTION_KEY_FILE };
   return out;
 }
 

@@ -391,6 +391,34 @@ export const CodecSchema = z.object({
 });
 export type CodecConfig = z.infer<typeof CodecSchema>;
 
+/**
+ * Optional client-side encryption of shard data (activities/providers/encrypted.ts): each archive
+ * run gets a random data key, wrapped (AES key wrap) by the key-encryption key named here; shards
+ * reach providers only as AES-256-GCM ciphertext, and the manifest records the wrapped key and its
+ * key id, never a key. The key is 32 bytes: a file holding them raw, as 64 hex digits or as base64;
+ * or an environment variable holding hex or base64. `PROVENANT_ENCRYPTION_KEY_FILE` sets keyFile.
+ * Neither set: shards are stored as they are.
+ */
+export const EncryptionSchema = z
+  .object({
+    /** File holding the key-encryption key (32 bytes raw, 64 hex digits or base64). */
+    keyFile: z.string().min(1).optional(),
+    /** Environment variable holding the key-encryption key (64 hex digits or base64), instead of keyFile. */
+    keyEnv: EnvName.optional(),
+    /** Plaintext bytes per AES-256-GCM chunk (each adds a 16-byte tag); a ranged read decrypts whole chunks. */
+    chunkBytes: z
+      .number()
+      .int()
+      .min(4096)
+      .max(16 << 20)
+      .default(1 << 20),
+  })
+  .refine((c) => !(c.keyFile && c.keyEnv), {
+    message: 'name the key by keyFile or by keyEnv, not both',
+    path: ['keyEnv'],
+  });
+export type EncryptionConfig = z.infer<typeof EncryptionSchema>;
+
 export const ConfigSchema = z
   .object({
     temporal: TemporalSchema.prefault({}),
@@ -407,6 +435,7 @@ export const ConfigSchema = z
     steward: StewardSchema.prefault({}),
     signing: SigningSchema.prefault({}),
     codec: CodecSchema.prefault({}),
+    encryption: EncryptionSchema.prefault({}),
     /** Defaults to three local directory providers under `<dataDir>/providers`. */
     providers: z.array(ProviderSchema).optional(),
   })

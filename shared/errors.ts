@@ -72,6 +72,15 @@ export const ERROR_TABLE = {
   // ---- payload codec ---------------------------------------------------------------------------
   CodecKeyError: { retryable: false, doc: 'the codec keys cannot be read, or a payload names a key id not among them' },
   PayloadDecryptError: { retryable: false, doc: 'an encrypted payload fails authentication: altered or truncated' },
+  // ---- client-side encryption of shard data -----------------------------------------------------
+  EncryptionKeyError: {
+    retryable: false,
+    doc: 'the key-encryption key is missing, unreadable or not the one that wrapped the dataset key',
+  },
+  EncryptionUnsupportedError: {
+    retryable: false,
+    doc: 'encrypted shards cannot go to this provider kind (Filecoin and Kubo check the bytes as the plaintext CAR)',
+  },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorName = keyof typeof ERROR_TABLE;
@@ -199,6 +208,9 @@ export class EvidenceInvalidError extends define('EvidenceInvalidError') {}
 // ---- payload codec -------------------------------------------------------------------------
 export class CodecKeyError extends define('CodecKeyError') {}
 export class PayloadDecryptError extends define('PayloadDecryptError') {}
+// ---- client-side encryption of shard data ----------------------------------------------------
+export class EncryptionKeyError extends define('EncryptionKeyError') {}
+export class EncryptionUnsupportedError extends define('EncryptionUnsupportedError') {}
 
 /** The class of every name in the table (ConfigError is revived without its issues). */
 const CLASSES: { [N in ErrorName]: new (message: string, options?: { cause?: unknown }) => ProvenantError } = {
@@ -246,6 +258,8 @@ const CLASSES: { [N in ErrorName]: new (message: string, options?: { cause?: unk
   EvidenceInvalidError,
   CodecKeyError,
   PayloadDecryptError,
+  EncryptionKeyError,
+  EncryptionUnsupportedError,
 };
 
 export function isErrorName(name: string): name is ErrorName {
