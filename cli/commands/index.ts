@@ -44,6 +44,10 @@ export const COMMANDS: Record<string, Command & { load: () => Promise<Command> }
     'evidence <dataset|manifest-cid> --out FILE   a self-contained evidence bundle (CAR) for verify-evidence',
     async () => (await import('./evidence.js')).evidence,
   ),
+  report: lazy(
+    'report [--out FILE] [--limit N]   one offline HTML page: health, replicas, verifications, expiries, audit, evidence',
+    async () => (await import('./report.js')).report,
+  ),
   'verify-evidence': lazy(
     'verify-evidence FILE [--trust PUBKEY.pem]... [--source DIR | --restored DIR]   check a bundle offline',
     async () => (await import('./verify-evidence.js')).verifyEvidenceCommand,
