@@ -41,6 +41,32 @@ export interface Placement {
   expiresAt?: string;
   /** How the stored bytes were checked, when not by hashing them on the way in. */
   evidence?: string;
+  /** The chain's record of the piece (Filecoin providers), when the chain holds one yet. */
+  commitment?: ChainCommitment;
+}
+
+/**
+ * A chain's record that a provider holds a piece: a PDP addPieces transaction (Filecoin Onchain
+ * Cloud), or a storage deal or verified claim (a Lotus miner). `epoch` is when the piece was
+ * committed (the transaction's block, the deal's sector activation, the claim's term start), so
+ * the piece's bytes were fixed no later than that epoch. Plain JSON: ids and epochs are numbers
+ * or decimal strings, never bigint.
+ */
+export interface ChainCommitment {
+  kind: 'pdp' | 'deal' | 'claim';
+  providerId: string;
+  /** The piece the chain names (v2 piece CID): whoever checks the bytes recomputes it. */
+  pieceCid: string;
+  epoch: number;
+  /** The network as the node names it, with ' (simulated)' when the node says it is simulated. */
+  network: string;
+  chainId?: number;
+  dataSetId?: string;
+  pieceId?: string;
+  txHash?: string;
+  dealId?: number;
+  claimId?: number;
+  sector?: number;
 }
 
 // ---- stage results ------------------------------------------------------------------------
@@ -108,6 +134,8 @@ export interface VerifyResult {
   expiresAt?: string;
   /** What was seen: the first failing block, the provider's words, … */
   evidence: string;
+  /** The chain's record of the piece, when the provider's status gives one (a deal sealed since the put). */
+  commitment?: ChainCommitment;
 }
 
 export interface AuditEvent {
@@ -321,6 +349,8 @@ export interface StewardReplica {
   detectionProbability?: number;
   unreachableSince?: string;
   expiresAt?: string;
+  /** The chain's record of this copy (a Filecoin provider's), as the put or a later check found it. */
+  commitment?: ChainCommitment;
 }
 
 /**

@@ -243,6 +243,7 @@ export async function archiveDataset(request: ArchiveInput | ArchiveRequestInput
             lastCheckedAt: where.storedAt,
             lastEvidence: where.evidence ?? 'stored and checked against its CAR CID',
             ...(where.expiresAt ? { expiresAt: where.expiresAt } : {}),
+            ...(where.commitment ? { commitment: where.commitment } : {}),
           });
         if (countAsShard) replicas[provider.id] = (replicas[provider.id] ?? 0) + 1;
       } catch (err) {

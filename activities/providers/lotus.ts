@@ -51,6 +51,7 @@ import { requireEnv } from './kit/env.js';
 import { httpStatusError, providerFailure, type ProviderOp as Op } from './kit/http-status.js';
 import { abortable } from './kit/signal.js';
 import { carCidOfStream, verifiedStream } from './kit/verified-stream.js';
+import type { ChainCommitment } from '../../shared/types.js';
 import type { CallOptions, PieceRef, Placement, ReplicaStatus, StorageProvider, RangeOptions } from './provider.js';
 
 const EPOCH_MS = 30_000;
@@ -130,6 +131,7 @@ export class LotusProvider implements StorageProvider {
   private readonly retrieval: string;
   private wallet?: Promise<{ address: string; actorId: number }>;
   private sectorBytes?: Promise<number>;
+  private networkName?: Promise<string>;
   private rpcId = 0;
 
   constructor(
@@ -314,23 +316,80 @@ export class LotusProvider implements StorageProvider {
     }
     const s = await this.survey(info.v1, 'put', o);
     if (s.end !== undefined || s.inProgress.length > 0) {
+      const commitment = await this.commitmentOf(piece.pieceCid, s, o);
       return {
         providerId: this.id,
         pieceCid: piece.pieceCid,
         existed: true,
         storedAt: new Date().toISOString(),
         ...(s.end !== undefined ? { expiresAt: this.dateOf(s.end, s.head) } : {}),
+        ...(commitment ? { commitment } : {}),
       };
     }
     await this.upload(piece, open, { ...o, v1: info.v1 });
     const end = await this.propose(piece, info, 'put', o);
+    // A deal is on chain once its sector is sealed: at once on the simulated network, hours later on
+    // a real one (then the placement has no commitment yet).
+    const commitment = await this.commitmentOf(piece.pieceCid, await this.survey(info.v1, 'put', o), o);
     return {
       providerId: this.id,
       pieceCid: piece.pieceCid,
       existed: false,
       storedAt: new Date().toISOString(),
       expiresAt: this.dateOf(end.end, end.head),
+      ...(commitment ? { commitment } : {}),
     };
+  }
+
+  /**
+   * The network as the node names it (`StateNetworkName`), labelled simulated when the node's
+   * version says it is (the test network's does). Asked once; a node that does not say is
+   * recorded as such (a stored piece is not failed over the name of its network).
+   */
+  private network(o: CallOptions): Promise<string> {
+    this.networkName ??= Promise.all([
+      this.call<string>('StateNetworkName', [], { op: 'put' }),
+      this.call<{ Version: string }>('Version', [], { op: 'put' }),
+    ]).then(
+      ([name, v]) => (/simulated/i.test(v.Version) ? `${name} (simulated)` : name),
+      () => {
+        this.networkName = undefined;
+        return 'unknown network';
+      },
+    );
+    const name = this.networkName;
+    return abortable(o.signal, () => name);
+  }
+
+  /**
+   * The chain's record of the piece: its earliest active deal (sector activation), else its
+   * earliest active claim (term start). None while the deal is still being sealed.
+   */
+  private async commitmentOf(
+    pieceCid: string,
+    s: { activeDeals: { info: DealInfo; deal?: MarketDeal }[]; activeClaims: [number, Claim][] },
+    o: CallOptions,
+  ): Promise<ChainCommitment | undefined> {
+    const deal = [...s.activeDeals].sort((a, b) => a.deal!.State.SectorStartEpoch - b.deal!.State.SectorStartEpoch)[0];
+    const claim = [...s.activeClaims].sort(([, a], [, b]) => a.TermStart - b.TermStart)[0];
+    if (!deal && !claim) return undefined;
+    const network = await this.network(o);
+    if (deal) {
+      const { SectorStartEpoch, SectorNumber } = deal.deal!.State;
+      const sameSector = s.activeClaims.find(([, c]) => c.Sector === SectorNumber);
+      return {
+        kind: 'deal',
+        providerId: this.id,
+        pieceCid,
+        epoch: SectorStartEpoch,
+        network,
+        dealId: deal.info.DealID,
+        ...(SectorNumber !== undefined ? { sector: SectorNumber } : {}),
+        ...(sameSector ? { claimId: sameSector[0] } : {}),
+      };
+    }
+    const [claimId, c] = claim!;
+    return { kind: 'claim', providerId: this.id, pieceCid, epoch: c.TermStart, network, claimId, sector: c.Sector };
   }
 
   private sectorSize(o: CallOptions): Promise<number> {
@@ -441,7 +500,15 @@ export class LotusProvider implements StorageProvider {
         ...s.activeDeals.map(({ info: d }) => `deal ${d.DealID}`),
         ...s.activeClaims.map(([id]) => `claim ${id}`),
       ].join(', ');
-      return { ...base, present: true, bytes: info.rawBytes, expiresAt, detail: `${what} active until epoch ${s.end}` };
+      const commitment = await this.commitmentOf(piece.pieceCid, s, o);
+      return {
+        ...base,
+        present: true,
+        bytes: info.rawBytes,
+        expiresAt,
+        detail: `${what} active until epoch ${s.end}`,
+        ...(commitment ? { commitment } : {}),
+      };
     }
     // Not active: say why, with the latest end when it has passed.
     const slashed = s.chain.find(({ deal }) => deal && deal.State.SlashEpoch !== -1);

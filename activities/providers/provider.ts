@@ -3,7 +3,7 @@
  * Pieces are keyed by their piece CID (CommP v2); `put` is idempotent by that key.
  */
 import type { Readable } from 'node:stream';
-import type { PieceRef, Placement } from '../../shared/types.js';
+import type { ChainCommitment, PieceRef, Placement } from '../../shared/types.js';
 
 export type { PieceRef, Placement };
 
@@ -14,6 +14,8 @@ export interface ReplicaStatus {
   bytes?: number;
   expiresAt?: string;
   detail?: string;
+  /** The chain's record of the piece (a Filecoin provider's), once there is one. */
+  commitment?: ChainCommitment;
 }
 
 export interface CallOptions {

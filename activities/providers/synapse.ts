@@ -53,6 +53,7 @@ import { requireEnv } from './kit/env.js';
 import { httpStatusError, providerFailure, type ProviderOp as Op } from './kit/http-status.js';
 import { abortable } from './kit/signal.js';
 import { verifiedStream } from './kit/verified-stream.js';
+import type { ChainCommitment } from '../../shared/types.js';
 import type { CallOptions, PieceRef, Placement, ReplicaStatus, StorageProvider, RangeOptions } from './provider.js';
 
 const EPOCH_MS = 30_000;
@@ -116,7 +117,10 @@ interface DataSetRef {
   dataSetId?: bigint;
   clientDataSetId: bigint;
 }
-type CommitState = { state: 'pending' } | { state: 'rejected' } | { state: 'confirmed'; dataSetId: bigint };
+type CommitState =
+  { state: 'pending' } | { state: 'rejected' } | { state: 'confirmed'; dataSetId: bigint; txHash: Hex };
+/** How far back (epochs) a put that finds its piece already committed looks for the commit (a day: what Lotus nodes serve). */
+const COMMIT_LOOKBACK_EPOCHS = 2880n;
 
 export class SynapseProvider implements StorageProvider {
   readonly kind = 'synapse';
@@ -128,6 +132,7 @@ export class SynapseProvider implements StorageProvider {
   private chain!: Chain;
   private providerInfo?: Promise<PDPProvider>;
   private dataSetRef?: DataSetRef;
+  private networkInfo?: Promise<{ network: string; chainId: number }>;
   /** Commits this process sent and has not seen land: piece CID → status URL. */
   private readonly pending = new Map<string, { statusUrl: string; kind: 'create' | 'add' }>();
 
@@ -323,16 +328,19 @@ export class SynapseProvider implements StorageProvider {
       if (s.state === 'pending')
         throw new CommitPendingError(`commit sent, not on chain yet ${this.where(piece.pieceCid)}`);
       this.pending.delete(piece.pieceCid);
-      if (s.state === 'confirmed') return this.placed(piece, s.dataSetId);
+      if (s.state === 'confirmed') return this.placed(piece, s.dataSetId, s.txHash);
     }
     // Already committed (by anyone)?
-    if (ds.dataSetId !== undefined && (await this.livePieceIds(ds.dataSetId, pieceCid, 'put')).ids.length > 0) {
+    const live = ds.dataSetId !== undefined ? await this.livePieceIds(ds.dataSetId, pieceCid, 'put') : undefined;
+    if (ds.dataSetId !== undefined && live && live.ids.length > 0) {
+      const commitment = await this.findCommitment(ds.dataSetId, pieceCid, live.ids);
       return {
         providerId: this.id,
         pieceCid: piece.pieceCid,
         existed: true,
         storedAt: new Date().toISOString(),
         expiresAt: await this.expiry('put'),
+        ...(commitment ? { commitment } : {}),
       };
     }
 
@@ -464,18 +472,126 @@ export class SynapseProvider implements StorageProvider {
         `commit rejected on chain; the piece stays parked at the provider and the next attempt commits it again ${this.where(piece.pieceCid)}`,
       );
     }
-    return this.placed(piece, s.dataSetId);
+    return this.placed(piece, s.dataSetId, s.txHash);
   }
 
-  private async placed(piece: PieceRef, dataSetId: bigint): Promise<Placement> {
+  private async placed(piece: PieceRef, dataSetId: bigint, txHash: Hex): Promise<Placement> {
     if (this.dataSetRef) this.dataSetRef.dataSetId = dataSetId;
+    const commitment = await this.commitmentOf(txHash, dataSetId, this.parse(piece.pieceCid));
     return {
       providerId: this.id,
       pieceCid: piece.pieceCid,
       existed: false,
       storedAt: new Date().toISOString(),
       expiresAt: await this.expiry('put'),
+      ...(commitment ? { commitment } : {}),
     };
+  }
+
+  // ---- the chain's record of a commit ---------------------------------------------------------
+  /**
+   * The network as the node names it: the configured one, labelled simulated when the node's
+   * client version says it is (the test network's does). Asked once.
+   */
+  private network(): Promise<{ network: string; chainId: number }> {
+    this.networkInfo ??= Promise.all([
+      sdk.actions.getChainId(this.client),
+      this.client.request({ method: 'web3_clientVersion' } as never).then(
+        (v) => String(v),
+        () => '',
+      ),
+    ]).then(
+      ([chainId, version]) => ({
+        network: /simulated/i.test(version) ? `${this.cfg.network} (simulated)` : this.cfg.network,
+        chainId,
+      }),
+      (err: unknown) => {
+        this.networkInfo = undefined;
+        throw this.typed(err, 'put');
+      },
+    );
+    return this.networkInfo;
+  }
+
+  /** The PiecesAdded event among `logs` that adds `pieceCid` to the data set, as a commitment. */
+  private async commitmentIn(
+    logs: readonly { address: string; blockNumber: bigint | null; transactionHash: Hex | null }[],
+    dataSetId: bigint,
+    pieceCid: PieceCID,
+    pieceIds?: bigint[],
+  ): Promise<ChainCommitment | undefined> {
+    const want = sdk.viem.toHex(pieceCid.bytes);
+    const pdp = this.chain.contracts.pdp.address.toLowerCase();
+    const events = sdk.viem.parseEventLogs({
+      abi: sdk.Abis.pdp,
+      eventName: 'PiecesAdded',
+      logs: logs.filter((l) => l.address.toLowerCase() === pdp) as never,
+    });
+    for (const e of events) {
+      const {
+        setId,
+        pieceIds: ids,
+        pieceCids,
+      } = e.args as {
+        setId: bigint;
+        pieceIds: readonly bigint[];
+        pieceCids: readonly { data: Hex }[];
+      };
+      if (setId !== dataSetId || e.blockNumber === null) continue;
+      const i = pieceCids.findIndex(
+        (c, j) => c.data.toLowerCase() === want && (!pieceIds || pieceIds.includes(ids[j]!)),
+      );
+      if (i < 0) continue;
+      const { network, chainId } = await this.network();
+      return {
+        kind: 'pdp',
+        providerId: this.id,
+        pieceCid: pieceCid.toString(),
+        epoch: Number(e.blockNumber),
+        network,
+        chainId,
+        dataSetId: dataSetId.toString(),
+        pieceId: ids[i]!.toString(),
+        ...(e.transactionHash ? { txHash: e.transactionHash } : {}),
+      };
+    }
+    return undefined;
+  }
+
+  /**
+   * The commitment of a commit just confirmed: its transaction's PiecesAdded event. A receipt the
+   * node cannot give (yet) leaves the placement without one: the piece is stored and committed,
+   * and failing the put now would only send it again.
+   */
+  private async commitmentOf(txHash: Hex, dataSetId: bigint, pieceCid: PieceCID): Promise<ChainCommitment | undefined> {
+    try {
+      const receipt = await sdk.actions.getTransactionReceipt(this.client, { hash: txHash });
+      return await this.commitmentIn(receipt.logs, dataSetId, pieceCid);
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** The commitment of a piece found committed already: its PiecesAdded event in the last day, if there. */
+  private async findCommitment(
+    dataSetId: bigint,
+    pieceCid: PieceCID,
+    liveIds: bigint[],
+  ): Promise<ChainCommitment | undefined> {
+    try {
+      const head = await sdk.actions.getBlockNumber(this.client, { cacheTime: 0 });
+      const logs = await sdk.actions.getContractEvents(this.client, {
+        address: this.chain.contracts.pdp.address,
+        abi: sdk.Abis.pdp,
+        eventName: 'PiecesAdded',
+        args: { setId: dataSetId },
+        fromBlock: head > COMMIT_LOOKBACK_EPOCHS ? head - COMMIT_LOOKBACK_EPOCHS : 0n,
+        toBlock: head,
+      });
+      return await this.commitmentIn(logs, dataSetId, pieceCid, liveIds);
+    } catch {
+      return undefined;
+    }
   }
 
   /** One look at a commit's status on the provider (the SDK's waitFor… would poll). */
@@ -510,7 +626,7 @@ export class SynapseProvider implements StorageProvider {
     if (a.txStatus === 'rejected') return { state: 'rejected' };
     const added = sdk.SP.AddPiecesSuccessSchema.safeParse(a);
     if (!added.success) return { state: 'pending' };
-    return { state: 'confirmed', dataSetId: added.data.dataSetId };
+    return { state: 'confirmed', dataSetId: added.data.dataSetId, txHash: added.data.txHash };
   }
 
   // ---- status ---------------------------------------------------------------------------------

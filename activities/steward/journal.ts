@@ -62,6 +62,7 @@ export function replicaOf(l: JournalLine): StewardReplica {
     lastCheckedAt: where.storedAt,
     lastEvidence: where.evidence ?? 'stored and checked against its CAR CID',
     ...(where.expiresAt ? { expiresAt: where.expiresAt } : {}),
+    ...(where.commitment ? { commitment: where.commitment } : {}),
   };
 }
 

@@ -144,7 +144,9 @@ export async function evacuatePage(
       const fresh: StewardReplica = { ...template, providerId: p.id, state: 'unknown' };
       delete fresh.unreachableSince;
       delete fresh.expiresAt;
+      delete fresh.commitment; // the template's chain record is another copy's
       if (placed.expiresAt) fresh.expiresAt = placed.expiresAt;
+      if (placed.commitment) fresh.commitment = placed.commitment;
       // The new copy counts only once it passes the same spot checks as every replica.
       const v = await ops.verify(fresh);
       beat();

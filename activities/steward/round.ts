@@ -84,6 +84,8 @@ export async function stewardPage(
     r.lastEvidence = res.evidence;
     r.detectionProbability = res.detectionProbability;
     if (res.expiresAt) r.expiresAt = res.expiresAt;
+    // A commitment the put could not record yet (a Lotus deal still sealing then), once the chain has it.
+    if (res.state === 'healthy' && res.commitment && !r.commitment) r.commitment = res.commitment;
     if (res.state === 'unreachable') r.unreachableSince ??= iso(now);
     else delete r.unreachableSince;
     challenges += res.challenges;
@@ -202,6 +204,9 @@ export async function stewardPage(
         };
         delete fresh.unreachableSince;
         if (fresh.expiresAt === undefined) delete fresh.expiresAt;
+        // The chain's record of the copy copied from is not this copy's: only its own put's counts.
+        delete fresh.commitment;
+        if (placed.commitment) fresh.commitment = placed.commitment;
         const replacing = reps.find((r) => r.providerId === p.id);
         replicas = replicas.filter((r) => r !== replacing);
         replicas.push(fresh);

@@ -93,6 +93,7 @@ export async function verifyReplica(
         detectionProbability: 1,
         expiresAt: status.expiresAt,
         evidence: ok ? 'whole piece matches its CAR CID' : 'whole piece does not match its CAR CID',
+        ...(status.commitment ? { commitment: status.commitment } : {}),
       };
     } catch (err) {
       if (opts.signal?.aborted) throw err;
@@ -145,5 +146,6 @@ export async function verifyReplica(
     detectionProbability: achievedProbability(picks.length, index.blocks.length, opts.lossFraction),
     expiresAt: status.expiresAt,
     evidence: evidence || `${picks.length} of ${index.blocks.length} blocks verified`,
+    ...(status.commitment ? { commitment: status.commitment } : {}),
   };
 }

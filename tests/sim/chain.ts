@@ -475,6 +475,9 @@ export class SimChain {
         return numberToHex(this.chainId);
       case 'net_version':
         return String(this.chainId);
+      case 'web3_clientVersion':
+        // Says what it is: whatever records the network from this node labels it simulated.
+        return 'provenant-filecoin-sim/1.0+simulated';
       case 'eth_blockNumber':
         return numberToHex(this.head());
       case 'eth_getBlockByNumber':

@@ -216,6 +216,8 @@ export class SimLotus {
     switch (method) {
       case 'Filecoin.Version':
         return { Version: '1.32.0+simulated', APIVersion: 0x20100, BlockDelay: 30 };
+      case 'Filecoin.StateNetworkName':
+        return 'calibrationnet';
       case 'Filecoin.ChainHead':
         return { Cids: [{ '/': fakeCid(`tipset ${head}`) }], Blocks: [], Height: head };
       case 'Filecoin.WalletDefaultAddress':
