@@ -20,6 +20,8 @@ import type { ReplicaTableSummary, StitchRequest, StitchResult } from '../../sha
 import { TOOL_NAME, TOOL_VERSION } from '../../version.js';
 import type { StageContext } from '../context.js';
 import { IntegrityError, SourceChangedError, StagingMissingError } from '../errors.js';
+import { signingKeyOf } from '../evidence/keys.js';
+import { signManifest } from '../evidence/sign.js';
 import { createSource } from '../ingest/mirror.js';
 import { writeManifest } from '../manifest/manifest.js';
 import { placeCopies } from '../replicate/place.js';
@@ -287,8 +289,17 @@ export async function stitch(
       }
     });
     const all = (await readJournal(dir)).map(replicaOf);
+    // The manifest signed at archive time, in the table root, as a single-host archive's is
+    // (steward/activities.ts tableMeta); the key is read from its file here, never sent.
+    const key = signingKeyOf(ctx.config);
+    const meta = {
+      datasetId: req.datasetId,
+      manifestCid: manifest.rootCid,
+      pageReplicas: req.table.pageReplicas,
+      ...(key ? { manifestSignature: signManifest(manifest.rootCid, req.datasetId, key) } : {}),
+    };
     table = await new TableStore(ctx.providers.all(), path.join(ctx.config.dataDir, 'cache', 'replica-tables')).build(
-      { datasetId: req.datasetId, manifestCid: manifest.rootCid, pageReplicas: req.table.pageReplicas },
+      meta,
       all,
       on,
     );
