@@ -9,7 +9,11 @@
  *   every page (each replica's provider, piece, state, last evidence, expiry);
  * - signature blocks: a DSSE envelope over an in-toto statement naming the manifest, the audit
  *   head and the table root, signed when the bundle is written (when a key is configured);
- * - the public keys the operator's config names (current and previous), in the index.
+ * - the public keys the operator's config names (current and previous), in the index;
+ * - anchors, in the index: every replica's chain commitment (a Filecoin provider's PDP addPieces
+ *   transaction, deal or claim, with its epoch), as the replica table holds it. The manifest's
+ *   blocks are listed in their CAR's order, so a verifier rebuilds the manifest CAR, computes its
+ *   piece CID and compares it with the piece the chain committed.
  * Read from the providers by CID; the dataset's steward (audit head, table) is found by the caller.
  */
 import crypto from 'node:crypto';
@@ -21,6 +25,7 @@ import * as dagJson from '@ipld/dag-json';
 import { CarBlockIterator } from '@ipld/car/iterator';
 import { CID } from 'multiformats/cid';
 import type { Config } from '../../config/schema.js';
+import type { ChainCommitment, StewardReplica } from '../../shared/types.js';
 import { encodeRecord } from '../audit/audit.js';
 import { IntegrityError } from '../errors.js';
 import { blockMatches, cidOf, sha256 } from '../pack/cids.js';
@@ -41,6 +46,7 @@ export interface EvidenceIndex {
   createdAt: string;
   datasetId: string;
   manifestCid: string;
+  /** `blocks`: every block of the manifest CAR in its order (a block the CAR repeats, repeated; stored once). */
   manifest: { pieceCid: string; providerId: string; blocks: string[] };
   /** Oldest first; `head` is the last one (null when the log is empty). */
   audit: { head: string | null; records: string[] };
@@ -56,6 +62,17 @@ export interface EvidenceIndex {
    * of datasets with no parent.
    */
   lineage?: string[];
+  /** Every replica of the table that has a chain commitment (absent when none has). */
+  anchors?: Anchor[];
+}
+
+/** One replica's chain commitment: which copy (shard −1: the manifest) and what the chain says. */
+export interface Anchor {
+  shard: number;
+  providerId: string;
+  /** The replica's piece, as the table records it. */
+  pieceCid: string;
+  commitment: ChainCommitment;
 }
 
 /** Ancestor manifests a bundle holds at most (a walk past this is cut, and the bundle says so). */
@@ -124,6 +141,8 @@ export interface EvidenceSummary {
   replicas: number;
   signed: boolean;
   keyId?: string;
+  /** Replicas with a chain commitment in the bundle. */
+  anchors: number;
 }
 
 /** Read every part from the providers and write the bundle to `o.out`. */
@@ -141,12 +160,15 @@ export async function writeEvidence(config: Config, o: WriteEvidenceOptions): Pr
     // The manifest CAR, checked against its CAR CID on the way in; every block kept as it is.
     const m = await locateManifest(o.manifestCid, set.all(), work, o.signal);
     const manifestBlocks: string[] = [];
+    const stored = new Set<string>();
     const it = await CarBlockIterator.fromIterable(fs.createReadStream(path.join(work, 'manifest.car')));
     for await (const b of it) {
       const cid = CID.parse(b.cid.toString());
       if (!blockMatches(cid, b.bytes)) throw new IntegrityError(`manifest block ${cid} does not match its hash`);
-      if (manifestBlocks.includes(cid.toString())) continue;
-      manifestBlocks.push(cid.toString());
+      const again = stored.has(cid.toString());
+      manifestBlocks.push(cid.toString()); // in order, repeats too: the CAR is rebuilt from this list
+      if (again) continue;
+      stored.add(cid.toString());
       blocks.push({ cid, bytes: b.bytes });
     }
 
@@ -169,8 +191,9 @@ export async function writeEvidence(config: Config, o: WriteEvidenceOptions): Pr
       }
     }
 
-    // The replica table: root and pages as stored.
+    // The replica table: root and pages as stored; each replica's chain commitment, as an anchor.
     const pages: string[] = [];
+    const anchors: Anchor[] = [];
     let table: { cid: string; bytes: Uint8Array } | null = null;
     if (o.tableCid) {
       const store = tableStoreOf({ config, providers: set });
@@ -180,7 +203,13 @@ export async function writeEvidence(config: Config, o: WriteEvidenceOptions): Pr
       for (const p of (await store.root(o.tableCid)).pages) {
         const cid = p.cid.toString();
         pages.push(cid);
-        blocks.push({ cid: CID.parse(cid), bytes: await store.get(cid) });
+        const bytes = await store.get(cid);
+        blocks.push({ cid: CID.parse(cid), bytes });
+        // A commitment of another piece (an encrypted copy's: the chain holds its ciphertext) anchors
+        // nothing a verifier can rebuild from the bundle: it stays in the table, not listed here.
+        for (const r of (dagJson.decode(bytes) as { replicas?: StewardReplica[] }).replicas ?? [])
+          if (r.commitment?.pieceCid === r.pieceCid)
+            anchors.push({ shard: r.shard, providerId: r.providerId, pieceCid: r.pieceCid, commitment: r.commitment });
       }
     }
 
@@ -240,6 +269,7 @@ export async function writeEvidence(config: Config, o: WriteEvidenceOptions): Pr
       publicKeys,
       signatures,
       ...(lineage.length ? { lineage } : {}),
+      ...(anchors.length ? { anchors } : {}),
     };
     const root = dagBlock(index);
     const tmp = `${o.out}.partial`;
@@ -270,6 +300,7 @@ export async function writeEvidence(config: Config, o: WriteEvidenceOptions): Pr
       replicas: table ? countReplicas(blocks, pages) : 0,
       signed: !!key,
       ...(key ? { keyId: key.keyId } : {}),
+      anchors: anchors.length,
     };
   } finally {
     await fsp.rm(work, { recursive: true, force: true });

@@ -3,6 +3,12 @@
  * optionally, a directory: no server, no network. Every block is hashed against its CID, the
  * audit chain is walked link by link, every signature is checked, and a directory's files are
  * hashed against the manifest's sha256. Each failure is a finding that names the broken link.
+ *
+ * Anchors (a replica's chain commitment: PDP addPieces, deal or claim) are checked as far as can
+ * be offline: the manifest CAR is rebuilt from its blocks in order and its piece CID computed,
+ * which the manifest's commitment must name (a shard's must name the piece the manifest lists),
+ * and each anchor must be the one its replica table page records. The epoch and the transaction
+ * are as recorded: the bundle cannot prove them without the chain, and the report says so.
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -10,7 +16,7 @@ import path from 'node:path';
 import * as dagJson from '@ipld/dag-json';
 import { CarBlockIterator } from '@ipld/car/iterator';
 import { CID } from 'multiformats/cid';
-import type { StewardReplica } from '../../shared/types.js';
+import type { ChainCommitment, StewardReplica } from '../../shared/types.js';
 import {
   manifestFiles,
   manifestShards,
@@ -20,12 +26,30 @@ import {
 } from '../manifest/manifest.js';
 import type { FileRecord } from '../pack/packer.js';
 import { blockMatches } from '../pack/cids.js';
+import { CommPHasher } from '../pack/commp.js';
+import { carBlock, carHeader } from '../providers/kit/car.js';
 import { EVIDENCE_TYPE, evidenceStatement, SIGNATURE_TYPE, type EvidenceIndex, type SignatureBlock } from './bundle.js';
 import { checkEnvelope, EVIDENCE_PREDICATE, openEnvelope, type Envelope, type SignatureCheck } from './dsse.js';
 import { keyIdOf, type VerifyingKey } from './keys.js';
 import { auditStatementMismatch, manifestStatementMismatch, type AuditSignature } from './sign.js';
 
-export type Part = 'bundle' | 'manifest' | 'lineage' | 'file' | 'audit' | 'signature' | 'replica' | 'key' | 'trust';
+export type Part =
+  'bundle' | 'manifest' | 'lineage' | 'file' | 'audit' | 'signature' | 'replica' | 'anchor' | 'key' | 'trust';
+
+/** An anchor that passed every offline check: its piece is the one the chain commitment names. */
+export interface AnchorReport {
+  /** −1: the manifest piece. */
+  shard: number;
+  providerId: string;
+  pieceCid: string;
+  kind: ChainCommitment['kind'];
+  /** The contents were fixed no later than this epoch (as recorded; the chain itself is not asked). */
+  epoch: number;
+  network: string;
+  simulated: boolean;
+  /** The chain's ids: data set and piece, transaction, deal, claim, sector. */
+  ref: string;
+}
 
 /** An ancestor of the dataset (`archive --derived-from`), from its manifest root in the bundle. */
 export interface LineageEntry {
@@ -70,6 +94,8 @@ export interface EvidenceReport {
   files?: { dir: string; as: 'source' | 'restored'; checked: number; matched: number; extra: number };
   /** The datasets or models this one derives from, nearest first (each root block checked against its CID). */
   lineage?: LineageEntry[];
+  /** Replicas whose chain commitment names their piece (the manifest's: rebuilt from its blocks). */
+  anchors?: AnchorReport[];
   signatures: SignatureReport[];
   /** trusted: signed by a --trust key; unverified: signed, no --trust key verifies it; unsigned. */
   signer: 'trusted' | 'unverified' | 'unsigned';
@@ -248,6 +274,23 @@ export async function verifyEvidence(file: string, o: VerifyEvidenceOptions): Pr
     }
   }
 
+  // The manifest CAR rebuilt from its blocks in order (root first, as writeManifest frames it):
+  // its piece CID is what the provider stored and what a chain commitment names.
+  let manifestPiece: string | undefined;
+  const order = index.manifest?.blocks ?? [];
+  if (manifest && order[0] === index.manifestCid && order.every((c) => mBlocks.has(c))) {
+    const commp = new CommPHasher();
+    commp.update(carHeader(CID.parse(index.manifestCid)));
+    for (const c of order) for (const part of carBlock(CID.parse(c), mBlocks.get(c)!)) commp.update(part);
+    manifestPiece = commp.digest().pieceCid;
+    if (index.manifest.pieceCid !== manifestPiece)
+      broken(
+        'manifest',
+        'manifest piece',
+        `the manifest's blocks rebuild piece ${manifestPiece}, the bundle says it was stored as ${index.manifest.pieceCid}`,
+      );
+  }
+
   // ---- lineage: the ancestors' manifest roots, walked from the manifest's derivedFrom -------
   const ancestors = new Map<string, Manifest>();
   for (const cid of index.lineage ?? []) {
@@ -357,6 +400,9 @@ export async function verifyEvidence(file: string, o: VerifyEvidenceOptions): Pr
 
   // ---- replica table --------------------------------------------------------------------
   const tableCid = index.replicaTable?.root ?? null;
+  const tableReplicas: StewardReplica[] = [];
+  /** Every page of the table was read (an anchor it does not hold is then not in the table). */
+  let tableRead = false;
   let tableBytes: Uint8Array | undefined;
   let manifestSignature: Envelope | undefined;
   if (tableCid) {
@@ -379,12 +425,15 @@ export async function verifyEvidence(file: string, o: VerifyEvidenceOptions): Pr
     const byProvider: Record<string, { replicas: number; healthy: number }> = {};
     const pieces = new Set<string>();
     let count = 0;
+    tableRead = true;
     for (const [i, cid] of (index.replicaTable.pages ?? []).entries()) {
       listed.add(cid);
       const b = intact(cid, 'replica', `replica table page ${i + 1}`, `replica table page ${i + 1}`);
       const page = b ? (decodeLoose(b) as { type: string; replicas: StewardReplica[] } | undefined) : undefined;
       if (b && page?.type !== 'provenant/replica-page') broken('replica', cid, 'not a replica table page');
+      if (page?.type !== 'provenant/replica-page') tableRead = false;
       for (const r of page?.replicas ?? []) {
+        tableReplicas.push(r);
         count++;
         pieces.add(r.pieceCid);
         const p = (byProvider[r.providerId] ??= { replicas: 0, healthy: 0 });
@@ -393,6 +442,94 @@ export async function verifyEvidence(file: string, o: VerifyEvidenceOptions): Pr
       }
     }
     report.replicas = { count, pieces: pieces.size, byProvider };
+  }
+
+  // ---- anchors: the chain commitments of the replicas --------------------------------------
+  if (index.anchors?.length) {
+    const shardPieces = new Map<number, string>();
+    if (manifest)
+      try {
+        for (const s of manifestShards(manifest, { get: (cid) => mBlocks.get(cid) }))
+          shardPieces.set(s.index, s.pieceCid);
+      } catch {
+        // A damaged shard page was reported with the manifest.
+      }
+    const anchors: AnchorReport[] = [];
+    for (const [i, a] of index.anchors.entries()) {
+      const c = a.commitment;
+      const what = a.shard === -1 ? 'manifest' : `shard ${a.shard}`;
+      const ref = `anchor #${i + 1} (${what} on ${a.providerId})`;
+      if (!c || !['pdp', 'deal', 'claim'].includes(c.kind) || !Number.isSafeInteger(c.epoch) || c.epoch < 0) {
+        broken('anchor', ref, 'not a chain commitment (kind and epoch)');
+        continue;
+      }
+      const inTable = tableReplicas.find(
+        (r) =>
+          r.shard === a.shard &&
+          r.providerId === a.providerId &&
+          r.pieceCid === a.pieceCid &&
+          JSON.stringify(r.commitment) === JSON.stringify(c),
+      );
+      if (!tableCid) {
+        broken('anchor', ref, 'the bundle has no replica table to hold it');
+        continue;
+      }
+      if (tableRead && !inTable) {
+        broken('anchor', ref, 'the replica table holds no such commitment for this replica');
+        continue;
+      }
+      if (c.providerId !== a.providerId) {
+        broken('anchor', ref, `the commitment is ${c.providerId}'s, not ${a.providerId}'s`);
+        continue;
+      }
+      if (c.pieceCid !== a.pieceCid) {
+        broken('anchor', ref, `the commitment names piece ${c.pieceCid}, the replica is piece ${a.pieceCid}`);
+        continue;
+      }
+      // What the bundle itself proves: the committed piece is this one.
+      if (a.shard === -1) {
+        if (!manifestPiece) {
+          broken('anchor', ref, 'the manifest piece cannot be rebuilt from the bundle (see the manifest findings)');
+          continue;
+        }
+        if (c.pieceCid !== manifestPiece) {
+          broken(
+            'anchor',
+            ref,
+            `the commitment names piece ${c.pieceCid}; the manifest's blocks rebuild piece ${manifestPiece}`,
+          );
+          continue;
+        }
+      } else {
+        const listed = shardPieces.get(a.shard);
+        if (listed !== c.pieceCid) {
+          broken(
+            'anchor',
+            ref,
+            listed
+              ? `the commitment names piece ${c.pieceCid}; the manifest lists shard ${a.shard} as piece ${listed}`
+              : `the manifest lists no shard ${a.shard}`,
+          );
+          continue;
+        }
+      }
+      anchors.push({
+        shard: a.shard,
+        providerId: a.providerId,
+        pieceCid: c.pieceCid,
+        kind: c.kind,
+        epoch: c.epoch,
+        network: c.network,
+        simulated: /simulated/i.test(c.network),
+        ref: commitmentRef(c),
+      });
+    }
+    report.anchors = anchors;
+    const committed = tableReplicas.filter((r) => r.commitment).length;
+    if (tableRead && committed > index.anchors.length)
+      report.notes.push(
+        `${committed - index.anchors.length} chain commitment(s) in the replica table are not listed as anchors (an encrypted copy's commits its ciphertext)`,
+      );
   }
 
   // ---- signatures -----------------------------------------------------------------------
@@ -500,6 +637,17 @@ export async function verifyEvidence(file: string, o: VerifyEvidenceOptions): Pr
   return finish();
 }
 
+/** A commitment's chain ids, as a reader would look them up. */
+function commitmentRef(c: ChainCommitment): string {
+  const parts: string[] = [];
+  if (c.kind === 'pdp') parts.push(`PDP data set ${c.dataSetId ?? '?'} piece ${c.pieceId ?? '?'}`);
+  if (c.dealId !== undefined) parts.push(`deal ${c.dealId}`);
+  if (c.claimId !== undefined) parts.push(`claim ${c.claimId}`);
+  if (c.sector !== undefined) parts.push(`sector ${c.sector}`);
+  if (c.txHash) parts.push(`tx ${c.txHash}`);
+  return parts.join(', ');
+}
+
 function describeSource(s: NonNullable<Manifest['source']>): string {
   const v = s as { uri?: string; path?: string; kind?: string };
   return v.uri ?? v.path ?? v.kind ?? JSON.stringify(s);
@@ -528,6 +676,21 @@ export function describeEvidence(r: EvidenceReport): string {
         .map(([id, p]) => `${id} ${p.healthy}/${p.replicas} healthy`)
         .join(', ')}`,
     );
+  // The manifest's anchors one by one (its piece holds every file's sha256); the shards' summed up.
+  const onNet = (a: AnchorReport) =>
+    `${a.simulated ? ' (simulated network)' : ''}; ${a.ref} on ${a.network.replace(/ \(simulated\)$/, '')}`;
+  for (const a of (r.anchors ?? []).filter((x) => x.shard === -1))
+    lines.push(
+      `  anchor: manifest on ${a.providerId}: contents fixed no later than epoch ${a.epoch}${onNet(a)} (the piece rebuilt from the bundle; the epoch as recorded)`,
+    );
+  const shardAnchors = (r.anchors ?? []).filter((x) => x.shard >= 0);
+  if (shardAnchors.length) {
+    const epochs = shardAnchors.map((a) => a.epoch);
+    const simulated = shardAnchors.some((a) => a.simulated);
+    lines.push(
+      `  anchors: ${shardAnchors.length} shard copies, each committing the piece the manifest lists: fixed no later than epochs ${Math.min(...epochs)} to ${Math.max(...epochs)}${simulated ? ' (simulated network)' : ''}`,
+    );
+  }
   if (r.files)
     lines.push(
       `  ${r.files.as} directory ${r.files.dir}: ${r.files.matched}/${r.files.checked} files match the manifest's sha256`,
@@ -551,6 +714,11 @@ export function describeEvidence(r: EvidenceReport): string {
   for (const n of r.notes) lines.push(`  note: ${n}`);
   if (r.ok) {
     const since = r.manifest?.createdAt ?? r.audit?.first;
+    const fixed = (r.anchors ?? []).filter((a) => a.shard === -1).sort((a, b) => a.epoch - b.epoch)[0];
+    if (fixed)
+      lines.push(
+        `ANCHORED: the manifest's contents were fixed no later than epoch ${fixed.epoch} (${fixed.simulated ? 'simulated network' : fixed.network}, ${fixed.providerId})`,
+      );
     lines.push(
       `VERIFIED: the dataset's contents${since ? ` as archived ${since}` : ''}${r.files ? `, the ${r.files.as} files` : ''} and its audit history${r.audit?.last ? ` to ${r.audit.last}` : ''} are intact${r.signer === 'trusted' ? ', signed by a trusted key' : ''}`,
     );

@@ -45,7 +45,7 @@ export const evidence = command(
       s,
       [
         `wrote evidence of ${s.datasetId} to ${s.out} (${humanBytes(s.bytes)}, sha256 ${s.sha256})`,
-        `  manifest ${s.manifestCid}: ${s.manifestBlocks} blocks; audit log: ${s.auditRecords} records; replicas: ${s.replicas}`,
+        `  manifest ${s.manifestCid}: ${s.manifestBlocks} blocks; audit log: ${s.auditRecords} records; replicas: ${s.replicas}${s.anchors ? ` (${s.anchors} with a chain commitment)` : ''}`,
         s.signed ? `  signed with key ${s.keyId}` : '  unsigned (no signing key configured: set signing.keyFile)',
       ].join('\n'),
     );
