@@ -30,6 +30,7 @@ import { carHeader } from '../pack/shard-writer.js';
 import { IntegrityError, ManifestInvalidError, PieceSizeExceededError, StagingMissingError } from '../errors.js';
 import { blockIndexName, readBlockIndex } from '../pack/block-index.js';
 import type { PieceRef } from '../providers/provider.js';
+import { DatasetEncryptionSchema } from '../encryption/record.js';
 
 export const MANIFEST_TYPE = 'provenant/manifest';
 /** Bound on every block the writer makes; the page sizes below keep well under it. */
@@ -112,6 +113,8 @@ const BaseFields = {
     carBytes: z.number().int(),
   }),
   layout: z.object({ chunkBytes: z.number().int(), fileWidth: z.number().int(), shardBytes: z.number().int() }),
+  /** Present when the shards are stored encrypted: what a restore needs besides the key-encryption key (never a key). */
+  encryption: DatasetEncryptionSchema.optional(),
 };
 /** The layout before paging: every shard inline in the root. */
 const LegacyManifestSchema = z.object({
@@ -141,6 +144,7 @@ export interface ManifestHeader {
   tool: Manifest['tool'];
   createdAt: string;
   layout: Manifest['layout'];
+  encryption?: Manifest['encryption'];
 }
 
 function frame(cid: CID, bytes: Uint8Array): Uint8Array[] {

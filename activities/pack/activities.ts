@@ -12,6 +12,12 @@ import type { ShardRef } from '../../shared/types.js';
 import { TOOL_NAME, TOOL_VERSION } from '../../version.js';
 import type { StageContext } from '../context.js';
 import { writeManifest } from '../manifest/manifest.js';
+import {
+  refuseEncryptedUnits,
+  refusePlaintextOnlyProviders,
+  runEncryption,
+  startRunEncryption,
+} from '../encryption/keys.js';
 import { adoptingProviders, MAX_TWINS } from '../replicate/twins.js';
 import { boundary, heartbeater, shardAnnouncer, untilSourceGivesUp, whileBeating } from '../temporal.js';
 import { packInThread } from './index.js';
@@ -54,9 +60,14 @@ export function createPackActivities(ctx: StageContext) {
     provenantPack: boundary(async (s) => {
       const dir = stageDir(s);
       fs.mkdirSync(dir, { recursive: true });
-      const twins = s.replicas
-        ? Math.min(s.replicas.copies - 1, MAX_TWINS, await adoptingProviders(providers, s.replicas.providerIds, dir))
-        : 0;
+      // The run's data key is drawn here, once (shards are encrypted as they are stored, never staged so).
+      const encrypted = await startRunEncryption(ctx.config, dir);
+      if (encrypted && s.replicas) refusePlaintextOnlyProviders(s.replicas.providerIds.map((id) => providers.get(id)));
+      // Twins are staged plaintext, for providers that move files in: none under encryption.
+      const twins =
+        s.replicas && !encrypted
+          ? Math.min(s.replicas.copies - 1, MAX_TWINS, await adoptingProviders(providers, s.replicas.providerIds, dir))
+          : 0;
       const actx = Context.current();
       const resumeFrom = activityInfo().heartbeatDetails as PackProgress | undefined;
       const cp = readCheckpoint(dir);
@@ -127,6 +138,7 @@ export function createPackActivities(ctx: StageContext) {
 
     provenantWriteManifest: boundary(async (s) => {
       const dir = stageDir(s);
+      const encryption = await runEncryption(dir);
       return writeManifest(
         {
           datasetId: s.datasetId,
@@ -141,6 +153,7 @@ export function createPackActivities(ctx: StageContext) {
           tool: { name: TOOL_NAME, version: TOOL_VERSION },
           createdAt: s.createdAt,
           layout: { chunkBytes: s.chunkBytes ?? CHUNK_BYTES, fileWidth: 1024, shardBytes: s.shardBytes },
+          ...(encryption ? { encryption } : {}),
         },
         readShards(dir),
         path.join(dir, FILES),
@@ -157,6 +170,7 @@ export function createPackActivities(ctx: StageContext) {
     // Heartbeats while it stores the plan blocks (a block per unit: thousands for a large dataset).
     provenantPlanUnits: boundary(async (s) =>
       whileBeating(async () => {
+        refuseEncryptedUnits(ctx.config);
         const store = unitStore(ctx);
         const plan = await planUnits(path.join(stageDir(s), 'listing.ndjson'), s, (v) => storeBlock(store, v));
         return { ...plan, host: os.hostname() };

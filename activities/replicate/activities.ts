@@ -11,6 +11,7 @@ import type { HostQueueActivities, PieceAtProvider, SharedQueueActivities } from
 import type { PieceRef, Placement } from '../../shared/types.js';
 import type { StageContext } from '../context.js';
 import { journalPlacement, shardOfFile } from '../steward/journal.js';
+import { encryptedContext, runEncryption } from '../encryption/keys.js';
 import { IntegrityError, NoHealthyReplicaError, StagingMissingError, showPath } from '../errors.js';
 import { carCidFromSha256 } from '../pack/cids.js';
 import { carCidOfStream } from '../providers/kit/verified-stream.js';
@@ -19,7 +20,7 @@ import { twinOf } from '../pack/shard-hasher.js';
 import { MAX_TWINS, twinFor } from './twins.js';
 
 export function createReplicateActivities(ctx: StageContext) {
-  const { providers, health, stageDir } = ctx;
+  const { health, stageDir } = ctx;
 
   /** Every stored copy goes into the run's placement journal (the replica table is built from it). */
   const journaled = async (
@@ -42,7 +43,9 @@ export function createReplicateActivities(ctx: StageContext) {
      */
     provenantPutPiece: boundary(async (s) => {
       const file = path.join(stageDir(s), path.basename(s.file));
-      const p = providers.get(s.providerId);
+      // Shards of an encrypting run go out as ciphertext; the manifest (shard -1) as it is.
+      const encryption = (s.shard ?? shardOfFile(s.file)) >= 0 ? await runEncryption(stageDir(s)) : undefined;
+      const p = encryptedContext(ctx, encryption).providers.get(s.providerId);
       const twin = s.last ? undefined : await twinFor(p, file);
       if (!twin && !fs.existsSync(file)) {
         // Taken by an earlier attempt whose result was lost: the piece is there, or it is a real loss.

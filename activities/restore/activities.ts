@@ -49,6 +49,7 @@ export function createRestoreActivities(ctx: StageContext) {
         providers: list,
         signal: Context.current().cancellationSignal,
         onProgress: (p) => beat(p),
+        encryption: ctx.config.encryption,
       });
     }),
   } satisfies Pick<SharedQueueActivities, 'provenantRestore'>;

@@ -53,6 +53,8 @@ import {
 } from '../manifest/manifest.js';
 import type { RestoreSummary } from '../../shared/types.js';
 import { verifiedStream } from '../providers/kit/verified-stream.js';
+import type { EncryptionConfig } from '../../config/schema.js';
+import { encryptedProviders } from '../encryption/keys.js';
 import type { PieceRef, StorageProvider } from '../providers/provider.js';
 import type { FileRecord } from '../pack/packer.js';
 import { HashPool, hashThreadsFor, type PoolFileHash } from './hash-pool.js';
@@ -75,6 +77,8 @@ export interface RestoreOptions {
   readBytes?: number;
   /** Threads that hash the larger files off the event loop (default: the cores but one, at least 1, up to 4; 0: none). */
   hashThreads?: number;
+  /** The key-encryption key to read an encrypted dataset with (config `encryption`; none: only unencrypted datasets). */
+  encryption?: EncryptionConfig;
 }
 
 export const RESTORE_PARALLEL_READS = 4;
@@ -713,7 +717,7 @@ export async function restoreDataset(o: RestoreOptions): Promise<RestoreSummary>
   if (o.signal?.aborted) onAbort();
   let run: RestoreRun | undefined;
   try {
-    const { manifest, pages } = await locateManifest(o.manifestCid, o.providers, work, abort.signal);
+    const { manifest, pages, piece } = await locateManifest(o.manifestCid, o.providers, work, abort.signal);
     const total = shardCount(manifest);
     // 1. Which files, hence which shards (a partial restore reads the file pages once for this).
     const wanted = new ShardRanges();
@@ -755,10 +759,15 @@ export async function restoreDataset(o: RestoreOptions): Promise<RestoreSummary>
     const tree = path.join(work, 'tree');
     await fsp.mkdir(tree);
     let failure: unknown;
+    // Encrypted shards are read through the dataset's data key, checked as ciphertext (each chunk
+    // authenticated) and then as plaintext, like any shard: a missing or wrong key stops here.
+    const providers = manifest.encryption
+      ? encryptedProviders(o.providers, manifest.encryption, o.encryption ?? {}, { plain: new Set([piece.pieceCid]) })
+      : o.providers;
     const r: RestoreRun = (run = {
       signal: abort.signal,
       summary,
-      providers: o.providers,
+      providers,
       open: new Set(),
       pending: new Set(),
       dirs: new Set(),

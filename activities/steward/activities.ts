@@ -29,6 +29,7 @@ import { ProviderSet } from '../providers/registry.js';
 import { copyPiece, renewPiece, retirePiece } from '../replicate/activities.js';
 import { boundary } from '../temporal.js';
 import { verifyReplica } from '../verify/verify.js';
+import { encryptedContext, runEncryption } from '../encryption/keys.js';
 import { checkAuditChain } from './audit-check.js';
 import { readJournal, replicaOf } from './journal.js';
 import { stewardPage } from './round.js';
@@ -65,6 +66,11 @@ async function verifyOne(
     };
   }
   return verifyReplica(p, rep.pieceCid, { blocks }, { ...o, carCid: rep.carCid });
+}
+
+/** `ctx` whose providers see a dataset's shards as the manifest stores them (decrypted when encrypted; the manifest's own piece as it is). */
+function shardContext(ctx: StageContext, m: Loaded): StageContext {
+  return encryptedContext(ctx, m.manifest.encryption, { plain: new Set([m.piece.pieceCid]) });
 }
 
 /** The table store of a worker: reads from every configured provider, caches checked blocks. */
@@ -150,11 +156,12 @@ export function createStewardActivities(ctx: StageContext) {
   const shared = {
     provenantVerifyReplicas: boundary(async (r) => {
       const m = await loadManifest(r.manifestCid);
+      const sctx = shardContext(ctx, m);
       const signal = Context.current().cancellationSignal;
       const out: VerifyResult[] = [];
       for (const rep of r.replicas) {
         out.push(
-          await verifyOne(ctx, m, rep, {
+          await verifyOne(sctx, m, rep, {
             seed: r.seed,
             probability: r.probability,
             lossFraction: r.lossFraction,
@@ -172,6 +179,7 @@ export function createStewardActivities(ctx: StageContext) {
       // The manifest first: without it nothing can be verified (and the round says so).
       const m = await loadManifest(r.manifestCid);
       const shards = shardCount(m.manifest);
+      const sctx = shardContext(ctx, m);
       const plan = r.sample;
       // A piece outside the manifest's shards (none today) is verified every round, like the manifest.
       const sampled = plan ? (shard: number) => shard >= shards || isShardSampled(shard, shards, plan) : undefined;
@@ -181,19 +189,19 @@ export function createStewardActivities(ctx: StageContext) {
       const beat = () => Context.current().heartbeat(++beats);
       const ops = {
         verify: (rep: StewardReplica) =>
-          verifyOne(ctx, m, rep, {
+          verifyOne(sctx, m, rep, {
             seed: r.seed,
             probability: r.settings.detectionProbability,
             lossFraction: r.settings.lossFraction,
             signal,
           }),
-        renew: (x: { pieceCid: string; providerId: string }) => renewPiece(ctx, x),
+        renew: (x: { pieceCid: string; providerId: string }) => renewPiece(sctx, x),
         copy: (x: {
           piece: { pieceCid: string; carCid: string; rootCid: string; bytes: number };
           from: string[];
           to: string;
-        }) => copyPiece(ctx, x),
-        retire: (x: { pieceCid: string; providerId: string }) => retirePiece(ctx, x),
+        }) => copyPiece(sctx, x),
+        retire: (x: { pieceCid: string; providerId: string }) => retirePiece(sctx, x),
       };
       let down = new Set(r.down);
       const slice = root.pages.slice(r.from, r.from + r.count);
@@ -337,9 +345,13 @@ export function createStewardActivities(ctx: StageContext) {
     provenantRetireJournaled: boundary(async (s) => {
       let retired = 0;
       let failed = 0;
+      const sctx = encryptedContext(ctx, await runEncryption(stageDir(s)));
       for (const l of await readJournal(stageDir(s))) {
         if (!l.created) continue;
-        const res = await retirePiece(ctx, { pieceCid: l.piece.pieceCid, providerId: l.placement.providerId });
+        const res = await retirePiece(l.shard >= 0 ? sctx : ctx, {
+          pieceCid: l.piece.pieceCid,
+          providerId: l.placement.providerId,
+        });
         if (res.deleted) retired++;
         else failed++;
         Context.current().heartbeat(retired + failed);

@@ -31,6 +31,7 @@ import { ManifestNotFoundError } from '../errors.js';
 import { pieceOfCar, readSmallCar, smallCar } from '../providers/kit/car.js';
 import type { StorageProvider } from '../providers/provider.js';
 import { shardIndex } from '../manifest/manifest.js';
+import { encryptedContext } from '../encryption/keys.js';
 import { copyPiece, retirePiece } from '../replicate/activities.js';
 import { boundary, whileBeating } from '../temporal.js';
 import { verifyReplica } from '../verify/verify.js';
@@ -338,7 +339,7 @@ export function stewardsQuery(taskQueue: string): string {
 }
 
 export function createRehomeActivities(ctx: StageContext) {
-  const { providers, loadManifest } = ctx;
+  const { loadManifest } = ctx;
   const store = tableStoreOf(ctx);
   const signingKey = keyOnce(ctx);
   const known = (ids: string[]) => knownProviders(ctx, ids);
@@ -350,19 +351,21 @@ export function createRehomeActivities(ctx: StageContext) {
       const done = (await evacuationRecord(r, known(r.storeOn), signal)) as EvacuatePagesResult | undefined;
       if (done) return done;
       const m = await loadManifest(r.manifestCid);
+      // An encrypted dataset's shards are read and moved through its data key (the manifest as it is).
+      const sctx = encryptedContext(ctx, m.manifest.encryption, { plain: new Set([m.piece.pieceCid]) });
       const root = await store.root(r.tableCid);
       let beats = 0;
       const beat = () => Context.current().heartbeat(++beats);
       const ops: EvacuateOps = {
         verify: (rep) =>
-          verifyOn(ctx, m, rep, {
+          verifyOn(sctx, m, rep, {
             seed: `${r.seed}/rehome`,
             probability: r.settings.detectionProbability,
             lossFraction: r.settings.lossFraction,
             signal,
           }),
-        copy: (x) => whileBeating(() => copyPiece(ctx, x)),
-        retire: (x) => retirePiece(ctx, x),
+        copy: (x) => whileBeating(() => copyPiece(sctx, x)),
+        retire: (x) => retirePiece(sctx, x),
       };
       let down = new Set(r.down);
       const kept: StewardReplica[] = [];
@@ -417,11 +420,14 @@ export function createRehomeActivities(ctx: StageContext) {
         throw err;
       }
       const pages = root?.pages ?? [];
+      // An encrypted dataset's shards are stored under ids of its data key: found through it.
+      const m = pages.length > at.page ? await loadManifest(r.manifestCid).catch(() => undefined) : undefined;
+      const dctx = m ? encryptedContext(ctx, m.manifest.encryption, { plain: new Set([m.piece.pieceCid]) }) : ctx;
       for (let i = at.page; i < pages.length; i++) {
         for (const rep of await store.page(pages[i]!.cid.toString())) {
           let present: boolean;
           try {
-            present = (await providers.get(rep.providerId).status(rep, { signal })).present;
+            present = (await dctx.providers.get(rep.providerId).status(rep, { signal })).present;
           } catch (err) {
             at.failed++;
             if (at.problems.length < 10) at.problems.push(`${rep.providerId}: ${(err as Error).message}`);
@@ -431,7 +437,7 @@ export function createRehomeActivities(ctx: StageContext) {
             at.absent++;
             continue;
           }
-          const res = await retirePiece(ctx, rep);
+          const res = await retirePiece(dctx, rep);
           if (res.deleted) at.deleted++;
           else {
             at.failed++;

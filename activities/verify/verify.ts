@@ -123,6 +123,12 @@ export async function verifyReplica(
       if (e.name === 'PieceNotFoundError') {
         return { ...base, state: 'missing', challenges: 1, failed: 1, detectionProbability: 0, evidence: e.message };
       }
+      // The provider found the bytes wrong itself (an encrypted chunk failing authentication): a failed block.
+      if (e.name === 'IntegrityError') {
+        failed++;
+        if (!evidence) evidence = `block ${n} (${cidText}) at offset ${offset}: ${e.message}`;
+        continue;
+      }
       return {
         ...base,
         state: 'unreachable',
