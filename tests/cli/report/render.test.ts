@@ -291,6 +291,38 @@ describe('report HTML', () => {
     assert.ok(page.includes('ds-1') && page.includes('ds-6'), 'the upcoming list still names them');
   });
 
+  it('stays bounded for a large fleet: capped rows and lists, fixed-size charts', () => {
+    const n = 20_000;
+    const d = build((b) => {
+      for (let i = 0; i < n; i++) {
+        const id = `fleet-${String(i).padStart(5, '0')}`;
+        b.dataset(
+          status(id, {
+            health: i % 1000 === 0 ? 'degraded' : 'healthy',
+            lastVerifiedAt: iso(NOW - (i % 40) * DAY),
+            nextVerificationAt: iso(NOW + (i % 20) * DAY),
+            earliestExpiry: iso(NOW + (i % 500) * DAY),
+          }),
+          { state: 'trusted' },
+        );
+        b.replicas(id, [
+          replica(0, `p${i % 7}`, { lastCheckedAt: iso(NOW - (i % 40) * DAY), expiresAt: iso(NOW + (i % 500) * DAY) }),
+          replica(0, `p${(i + 1) % 7}`, { lastCheckedAt: iso(NOW - (i % 40) * DAY) }),
+        ]);
+      }
+    });
+    assert.equal(d.datasetCount, n);
+    assert.equal(d.datasets.length, DEFAULT_LIMITS.datasets);
+    assert.equal(d.datasets[0]!.health, 'degraded', 'the datasets needing attention come first');
+    assert.equal(d.timeline.days.length, DEFAULT_LIMITS.timelineDays + DEFAULT_LIMITS.upcomingDays);
+    assert.equal(d.timeline.upcoming.length, DEFAULT_LIMITS.listRows);
+    assert.equal(d.calendar.soonest.length, DEFAULT_LIMITS.listRows);
+    assert.equal(d.providers.length, 7);
+    const page = renderReport(d);
+    assert.ok(page.length < 2_000_000, `${page.length} characters`);
+    assert.match(page, /19,500 more datasets \(the healthiest\) not shown \(of 20,000\)/);
+  });
+
   it('renders an empty fleet', () => {
     const page = renderReport(build(() => {}));
     assert.match(page, /No running steward/);
