@@ -213,9 +213,19 @@ export interface SharedQueueActivities {
   /** Build the DAG's inner nodes from the units' leaves, the manifest and the replica table. */
   provenantStitch(r: StitchRequest): Promise<StitchResult>;
   /** Remove the copies that units (their results, or whole result pages) created: an archive that fails. */
-  provenantRetireUnits(r: { results?: string[]; resultPages?: string[] }): Promise<{ retired: number; failed: number }>;
-  /** Delete an archive's plan and result blocks from the providers once its manifest is stored. */
-  provenantDropUnitBlocks(r: { planPages: string[]; resultPages: string[] }): Promise<{ dropped: number }>;
+  provenantRetireUnits(r: {
+    results?: string[];
+    resultPages?: string[];
+    /** The run and its plan, whose call records (units.ts UNIT_RUN, STITCH_RUN) go too. */
+    runKey?: string;
+    planPages?: string[];
+  }): Promise<{ retired: number; failed: number }>;
+  /** Delete an archive's plan and result blocks (and, given its run, the run's call records) from the providers once its manifest is stored. */
+  provenantDropUnitBlocks(r: {
+    planPages: string[];
+    resultPages: string[];
+    runKey?: string;
+  }): Promise<{ dropped: number }>;
   /** Spot-check replicas against the block index recorded at archive time. */
   provenantVerifyReplicas(r: VerifyRequest): Promise<VerifyResult[]>;
   /** Copy a piece from the first source whose bytes match its CAR CID onto `to`. */

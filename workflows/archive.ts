@@ -67,6 +67,8 @@ export const ARCHIVE_TABLE_PATCH = 'provenant-archive-replica-table';
 export const ARCHIVE_FANOUT_PATCH = 'provenant-archive-fanout';
 /** Archives since a failed scan removes the staging it began. */
 export const ARCHIVE_SCAN_CLEANUP_PATCH = 'provenant-archive-scan-cleanup';
+/** A units archive that fails before any page is done still removes its run's call records. */
+export const ARCHIVE_UNIT_RECORDS_PATCH = 'provenant-archive-unit-records';
 /** Archives since remote sources are streamed by the pack (listed by the scan), not mirrored whole into staging. */
 export const ARCHIVE_STREAM_PATCH = 'provenant-archive-stream';
 /** Events per shard in a replication child, about: a put per copy and a read, each with its workflow task. */
@@ -303,6 +305,8 @@ export async function archiveDataset(request: ArchiveInput | ArchiveRequestInput
   let paging: Promise<void> | undefined;
   /** Packed in units: the result pages of the unit pages done (a failure removes their copies). */
   const unitPages: string[] = [];
+  /** Packed in units: the plan's pages (a failure removes the run's call records, named by them). */
+  let planPages: string[] = [];
   let stitched = false;
   const createdAt = input.createdAt ?? new Date(workflowInfo().startTime).toISOString();
   /** Parent manifests (lineage), passed on to the manifest only when there are any. */
@@ -322,6 +326,7 @@ export async function archiveDataset(request: ArchiveInput | ArchiveRequestInput
       const plan = await work.run(() =>
         host.provenantPlanUnits({ ...stage, shardBytes: input.shardBytes, chunkBytes, unitShards }),
       );
+      planPages = plan.planPages;
       // The listing has served: nothing else runs on the scanning host, which may go away now.
       await work.run(() => host.provenantCleanup(stage));
       progress.stage = 'pack';
@@ -385,7 +390,9 @@ export async function archiveDataset(request: ArchiveInput | ArchiveRequestInput
       );
       stitched = true;
       // The manifest holds what the plan and the units' results said: their blocks go.
-      await work.run(() => anywhere.provenantDropUnitBlocks({ planPages: plan.planPages, resultPages: unitPages }));
+      await work.run(() =>
+        anywhere.provenantDropUnitBlocks({ planPages: plan.planPages, resultPages: unitPages, runKey: stage.runKey }),
+      );
       pack = {
         rootCid: st.rootCid,
         shards: st.shards,
@@ -550,7 +557,8 @@ export async function archiveDataset(request: ArchiveInput | ArchiveRequestInput
       await paging?.catch(() => undefined);
       await condition(() => running === 0);
       // Nothing this run stored is left untracked: the copies it created are removed.
-      if (unitPages.length > 0) await anywhere.provenantRetireUnits({ resultPages: unitPages });
+      if (unitPages.length > 0 || (planPages.length > 0 && patched(ARCHIVE_UNIT_RECORDS_PATCH)))
+        await anywhere.provenantRetireUnits({ resultPages: unitPages, planPages, runKey: stage.runKey });
       if (journaled) await host.provenantRetireJournaled(stage);
       for (const c of created) await host.provenantRetirePiece(c);
       await host.provenantCleanup(stage);

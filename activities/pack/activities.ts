@@ -29,6 +29,7 @@ import { retirePiece } from '../replicate/activities.js';
 import { stitch } from './stitch.js';
 import { packUnit, unitStore } from './unit-pack.js';
 import {
+  dropRunRecords,
   dropUnitBlocks,
   loadBlock,
   planUnits,
@@ -241,6 +242,9 @@ export function createPackActivities(ctx: StageContext) {
             Context.current().heartbeat(retired + failed);
           }
         }
+        // The run's call records go too (the plan's and results' blocks stay, as before).
+        if (r.runKey && r.planPages)
+          await dropRunRecords(store, ctx.providers.all(), { runKey: r.runKey, planPages: r.planPages });
         return { retired, failed };
       }),
     ),

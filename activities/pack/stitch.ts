@@ -24,6 +24,7 @@ import { signingKeyOf } from '../evidence/keys.js';
 import { signManifest } from '../evidence/sign.js';
 import { createSource } from '../ingest/mirror.js';
 import { writeManifest } from '../manifest/manifest.js';
+import { findRecord, putRecord } from '../providers/kit/records.js';
 import { placeCopies } from '../replicate/place.js';
 import { journalPath, readJournal, replicaOf, type JournalLine } from '../steward/journal.js';
 import { TableStore } from '../steward/table.js';
@@ -38,6 +39,8 @@ import {
   PLAN_PAGE_TYPE,
   RESULT_PAGE_TYPE,
   shardPiece,
+  STITCH_RUN,
+  stitchRunOf,
   UNIT_PLAN_TYPE,
   UNIT_RESULT_TYPE,
   type PlanPage,
@@ -89,6 +92,9 @@ export async function stitch(
   o: { signal?: AbortSignal; onProgress?: (p: { units: number; files: number }) => void } = {},
 ): Promise<StitchResult> {
   const store = unitStore(ctx);
+  // Stitched already in this run (a retry after a lost result): that manifest and table stand.
+  const done = await findRecord<StitchResult>(STITCH_RUN, stitchRunOf(req), ctx.providers.all(), o.signal);
+  if (done) return done;
   const dir = path.join(ctx.stageDir(req), 'stitch');
   await fsp.rm(dir, { recursive: true, force: true });
   await fsp.mkdir(dir, { recursive: true });
@@ -304,10 +310,7 @@ export async function stitch(
       on,
     );
   }
-  await fsp.rm(dir, { recursive: true, force: true });
-  // The run's staging directory goes with its last part (another unit may still use it).
-  await fsp.rmdir(path.dirname(dir)).catch(() => undefined);
-  return {
+  const result: StitchResult = {
     rootCid: rootCid.toString(),
     manifest,
     manifestProviders: manifestLines.map((l) => l.placement.providerId),
@@ -319,4 +322,9 @@ export async function stitch(
     carBytes: shards.reduce((n, s) => n + s.carBytes, 0),
     replicas,
   };
+  await putRecord(STITCH_RUN, stitchRunOf(req), result, ctx.providers.all());
+  await fsp.rm(dir, { recursive: true, force: true });
+  // The run's staging directory goes with its last part (another unit may still use it).
+  await fsp.rmdir(path.dirname(dir)).catch(() => undefined);
+  return result;
 }

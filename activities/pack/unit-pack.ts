@@ -14,6 +14,7 @@ import type { StageContext } from '../context.js';
 import { FileChangedError, IntegrityError, showPath, SourceChangedError, UnreadableFileError } from '../errors.js';
 import { createSource } from '../ingest/mirror.js';
 import type { Source } from '../ingest/sources.js';
+import { findRecord, putRecord } from '../providers/kit/records.js';
 import { placeCopies } from '../replicate/place.js';
 import type { JournalLine } from '../steward/journal.js';
 import { TableStore } from '../steward/table.js';
@@ -28,6 +29,8 @@ import {
   storeBlock,
   UNIT_PLAN_TYPE,
   UNIT_RESULT_TYPE,
+  UNIT_RUN,
+  unitRunOf,
   type PlanPage,
   type UnitPlan,
   type UnitResult,
@@ -127,6 +130,9 @@ export async function packUnit(
   o: { signal?: AbortSignal; onProgress?: (p: { shards: number; bytes: number }) => void } = {},
 ): Promise<UnitSummary> {
   const store = unitStore(ctx);
+  // Packed already in this run (a retry after a lost result): that result stands.
+  const done = await findRecord<UnitSummary>(UNIT_RUN, unitRunOf(req), ctx.providers.all(), o.signal);
+  if (done) return done;
   const page = await loadBlock<PlanPage>(store, req.planPage, PLAN_PAGE_TYPE);
   const planCid = page.units[req.slot];
   if (!planCid) throw new IntegrityError(`plan page ${req.planPage} has no unit ${req.slot}`);
@@ -229,8 +235,10 @@ export async function packUnit(
   }
   const result: UnitResult = { type: UNIT_RESULT_TYPE, unit: plan.unit, shards, placements, sha256 };
   const cid = await storeBlock(store, result);
+  const summary: UnitSummary = { unit: plan.unit, result: cid, shards: shards.length, bytes, replicas };
+  await putRecord(UNIT_RUN, unitRunOf(req), summary, ctx.providers.all());
   await fsp.rm(dir, { recursive: true, force: true });
   // The run's staging directory goes with its last part (another unit may still use it).
   await fsp.rmdir(path.dirname(dir)).catch(() => undefined);
-  return { unit: plan.unit, result: cid, shards: shards.length, bytes, replicas };
+  return summary;
 }

@@ -27,6 +27,7 @@ import type { TableStore } from '../steward/table.js';
 import { encodeBlock } from '../steward/table.js';
 import type { JournalLine } from '../steward/journal.js';
 import { pieceOfCar, smallCar } from '../providers/kit/car.js';
+import { dropRecord } from '../providers/kit/records.js';
 import type { StorageProvider } from '../providers/provider.js';
 import { carHeader } from './shard-writer.js';
 import type { ShardInfo } from './shard-writer.js';
@@ -37,6 +38,21 @@ export const UNIT_RESULT_TYPE = 'provenant/pack-unit-result';
 export const PLAN_PAGE_TYPE = 'provenant/pack-plan-page';
 /** A page's unit results, in plan order (stored once the page's units are all done). */
 export const RESULT_PAGE_TYPE = 'provenant/pack-result-page';
+
+/**
+ * Call records (providers/kit/records.ts) of an archive run's unit packs and its stitch: a rerun
+ * of either (a retry after a lost result) returns the first run's result, instead of storing a new
+ * result block or replica table and orphaning the first (their placement times and `existed` flags
+ * differ from run to run). They go with the plan's blocks (dropRunRecords).
+ */
+export const UNIT_RUN = 'provenant/pack-unit-run';
+export const STITCH_RUN = 'provenant/stitch-run';
+export const unitRunOf = (r: { runKey: string; planPage: string; slot: number }) => ({
+  runKey: r.runKey,
+  planPage: r.planPage,
+  slot: r.slot,
+});
+export const stitchRunOf = (r: { runKey: string }) => ({ runKey: r.runKey });
 
 /** Bytes of a CIDv1 sha2-256 CID (raw or dag-pb). */
 const CID_BYTES = 36;
@@ -224,8 +240,10 @@ export async function storeBlock(store: TableStore, value: unknown): Promise<str
 export async function dropUnitBlocks(
   store: TableStore,
   providers: StorageProvider[],
-  pages: { planPages: string[]; resultPages: string[] },
+  pages: { planPages: string[]; resultPages: string[]; runKey?: string },
 ): Promise<number> {
+  // The run's call records first: naming a unit's takes its plan page.
+  let dropped = pages.runKey ? await dropRunRecords(store, providers, { ...pages, runKey: pages.runKey }) : 0;
   const children: string[] = [];
   /** A page's children; none when the page is gone already (a retry after a crash). */
   const read = async <T>(cid: string, pick: (v: T) => string[] | undefined) => {
@@ -237,7 +255,6 @@ export async function dropUnitBlocks(
   };
   for (const cid of pages.planPages) await read<PlanPage>(cid, (v) => v.units);
   for (const cid of pages.resultPages) await read<ResultPage>(cid, (v) => v.results);
-  let dropped = 0;
   for (const cid of [...children, ...pages.planPages, ...pages.resultPages]) {
     let bytes: Uint8Array;
     try {
@@ -252,4 +269,27 @@ export async function dropUnitBlocks(
     dropped++;
   }
   return dropped;
+}
+
+/**
+ * Delete the call records of run `runKey`: each unit's of the plan `planPages` (a page gone
+ * already counts none), and the stitch's. How many copies went.
+ */
+export async function dropRunRecords(
+  store: TableStore,
+  providers: StorageProvider[],
+  r: { runKey: string; planPages: string[] },
+): Promise<number> {
+  let dropped = 0;
+  for (const planPage of r.planPages) {
+    let units: string[];
+    try {
+      units = (dagJson.decode(await store.get(planPage)) as PlanPage).units;
+    } catch {
+      continue;
+    }
+    for (let slot = 0; slot < units.length; slot++)
+      dropped += await dropRecord(UNIT_RUN, unitRunOf({ runKey: r.runKey, planPage, slot }), providers);
+  }
+  return dropped + (await dropRecord(STITCH_RUN, stitchRunOf(r), providers));
 }

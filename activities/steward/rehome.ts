@@ -9,8 +9,6 @@
  * - the fleet side of a rehome: a page of running stewards, and one steward's evacuation.
  * The decisions of a pass are `evacuatePage`, with its side effects behind `EvacuateOps`.
  */
-import { Readable } from 'node:stream';
-import * as dagJson from '@ipld/dag-json';
 import { Context } from '@temporalio/activity';
 import { WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
 import { providerRefs } from '../../config/schema.js';
@@ -28,7 +26,7 @@ import type {
 } from '../../shared/types.js';
 import type { StageContext } from '../context.js';
 import { ManifestNotFoundError } from '../errors.js';
-import { pieceOfCar, readSmallCar, smallCar } from '../providers/kit/car.js';
+import { findRecord, putRecord } from '../providers/kit/records.js';
 import type { StorageProvider } from '../providers/provider.js';
 import { shardIndex } from '../manifest/manifest.js';
 import { encryptedContext } from '../encryption/keys.js';
@@ -37,7 +35,6 @@ import { boundary, whileBeating } from '../temporal.js';
 import { verifyReplica } from '../verify/verify.js';
 import { appendEvents, keyOnce, knownProviders, tableStoreOf } from './activities.js';
 import { isCounted } from './round.js';
-import { encodeBlock } from './table.js';
 
 export interface EvacuateOps {
   verify(r: StewardReplica): Promise<VerifyResult>;
@@ -244,91 +241,18 @@ async function verifyOn(
 
 type DeletionResult = { deleted: number; absent: number; failed: number; tableBlocks: number; problems: string[] };
 
+/** Call records (providers/kit/records.ts) of completed deletions and evacuation calls. */
+const DELETION = 'provenant/deletion';
 /**
- * The record of a completed deletion: a small CAR whose root is a block named by the deletion's
- * input alone (found again with `locate`), holding the summary as its second block. It is stored
- * before the table's root, the last block deleted, so a root that is gone with this record present
- * was removed by a deletion, and a rerun returns that deletion's summary; a root that is gone
- * without it never existed here (or was lost) and is still an error.
+ * A deletion is named by its manifest and table. Its record is stored before the table's root, the
+ * last block deleted: a root that is gone with the record present was removed by a deletion, and a
+ * rerun returns that deletion's summary; gone without it, it never existed here (still an error).
  */
-const deletionKey = (r: { manifestCid: string; tableCid: string }) =>
-  encodeBlock({ type: 'provenant/deletion', manifestCid: r.manifestCid, tableCid: r.tableCid });
-
-async function putDeletionRecord(
-  r: { manifestCid: string; tableCid: string },
-  summary: DeletionResult,
-  on: StorageProvider[],
-): Promise<void> {
-  const key = deletionKey(r);
-  const car = smallCar(key.cid, [key, encodeBlock({ type: 'provenant/deletion-summary', ...summary })]);
-  const piece = pieceOfCar(car, key.cid.toString());
-  // Best-effort: without it a rerun after the root's deletion fails, as it did before.
-  for (const p of on) await p.put(piece, () => Readable.from([car])).catch(() => undefined);
-}
-
-async function deletionRecord(
-  r: { manifestCid: string; tableCid: string },
-  on: StorageProvider[],
-  signal: AbortSignal,
-): Promise<DeletionResult | undefined> {
-  const key = deletionKey(r).cid.toString();
-  for (const p of on) {
-    try {
-      const ref = await p.locate(key, { signal });
-      if (!ref) continue;
-      const parts: Buffer[] = [];
-      for await (const c of p.readRange(ref)) parts.push(c as Buffer);
-      const { blocks } = await readSmallCar(Buffer.concat(parts), `deletion record ${key}`);
-      for (const b of blocks) {
-        const v = dagJson.decode(b.bytes) as DeletionResult & { type?: string };
-        if (v?.type !== 'provenant/deletion-summary') continue;
-        const { deleted, absent, failed, tableBlocks, problems } = v;
-        return { deleted, absent, failed, tableBlocks, problems };
-      }
-    } catch {
-      // An unreadable copy: try the next provider.
-    }
-  }
-  return undefined;
-}
-
-/**
- * The record of a completed evacuation call: a small CAR whose root is a block named by the call's
- * input alone (its audit head included), holding the call's result as its second block. A rerun
- * with the same input finds it and returns that result: its events are on the chain already
- * (after the input's head), so they are not appended again, and nothing is copied or retired again.
- */
-const evacuationKey = (r: EvacuatePagesRequest) =>
-  encodeBlock({ type: 'provenant/evacuation', input: JSON.parse(JSON.stringify(r)) as unknown });
-
-async function putEvacuationRecord(r: EvacuatePagesRequest, result: unknown, on: StorageProvider[]): Promise<void> {
-  const key = evacuationKey(r);
-  const value = { type: 'provenant/evacuation-result', result: JSON.parse(JSON.stringify(result)) as unknown };
-  const car = smallCar(key.cid, [key, encodeBlock(value)]);
-  const piece = pieceOfCar(car, key.cid.toString());
-  // Best-effort: without it a rerun evacuates (and audits) again, as it did before.
-  for (const p of on) await p.put(piece, () => Readable.from([car])).catch(() => undefined);
-}
-
-async function evacuationRecord(r: EvacuatePagesRequest, on: StorageProvider[], signal: AbortSignal): Promise<unknown> {
-  const key = evacuationKey(r).cid.toString();
-  for (const p of on) {
-    try {
-      const ref = await p.locate(key, { signal });
-      if (!ref) continue;
-      const parts: Buffer[] = [];
-      for await (const c of p.readRange(ref)) parts.push(c as Buffer);
-      const { blocks } = await readSmallCar(Buffer.concat(parts), `evacuation record ${key}`);
-      for (const b of blocks) {
-        const v = dagJson.decode(b.bytes) as { type?: string; result?: unknown };
-        if (v?.type === 'provenant/evacuation-result') return v.result;
-      }
-    } catch {
-      // An unreadable copy: try the next provider.
-    }
-  }
-  return undefined;
-}
+const deletionOf = (r: { manifestCid: string; tableCid: string | null }) => ({
+  manifestCid: r.manifestCid,
+  tableCid: r.tableCid,
+});
+const EVACUATION = 'provenant/evacuation';
 
 /**
  * The running stewards served on a task queue (this deployment's: their providers are the ones
@@ -348,7 +272,7 @@ export function createRehomeActivities(ctx: StageContext) {
     provenantEvacuatePages: boundary(async (r) => {
       const signal = Context.current().cancellationSignal;
       // Run already with this very input (a retry after a lost result): its result stands.
-      const done = (await evacuationRecord(r, known(r.storeOn), signal)) as EvacuatePagesResult | undefined;
+      const done = await findRecord<EvacuatePagesResult>(EVACUATION, r, known(r.storeOn), signal);
       if (done) return done;
       const m = await loadManifest(r.manifestCid);
       // An encrypted dataset's shards are read and moved through its data key (the manifest as it is).
@@ -396,7 +320,8 @@ export function createRehomeActivities(ctx: StageContext) {
         ...out,
         down: [...down],
       };
-      await putEvacuationRecord(r, result, on);
+      // Its events are on the chain now (after the input's head): a rerun returns this, appending nothing again.
+      await putRecord(EVACUATION, r, result, on);
       return result;
     }),
 
@@ -414,7 +339,7 @@ export function createRehomeActivities(ctx: StageContext) {
         // The root goes last: gone, with this deletion's record kept, means the deletion completed.
         const done =
           r.tableCid && err instanceof ManifestNotFoundError
-            ? await deletionRecord({ manifestCid: r.manifestCid, tableCid: r.tableCid }, known(r.providerIds), signal)
+            ? await findRecord<DeletionResult>(DELETION, deletionOf(r), known(r.providerIds), signal)
             : undefined;
         if (done) return done;
         throw err;
@@ -475,7 +400,7 @@ export function createRehomeActivities(ctx: StageContext) {
         tableBlocks: tableBlocks + rootCopies.length,
         problems: at.problems,
       };
-      await putDeletionRecord({ manifestCid: r.manifestCid, tableCid: r.tableCid }, summary, on);
+      await putRecord(DELETION, deletionOf(r), summary, on);
       await drop(r.tableCid, rootCopies);
       return { ...summary, tableBlocks };
     }),

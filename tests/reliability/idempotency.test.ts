@@ -53,18 +53,6 @@ interface Run {
 const VOLATILE = new Set(['storedAt', 'existed', 'evidence', 'expiresAt', 'lastCheckedAt', 'checkedAt', 'at']);
 
 /**
- * Known and not yet fixed: a unit's result block records its copies' placements, which carry
- * `storedAt` and `existed` (true on a second run): a run again stores a new result block (the
- * first one's is left on the providers: nothing lists it), and its copies then count as found, not
- * created, so a units archive that fails after such a retry leaves those copies. The stitch builds
- * the replica table from those placements: a new table CID each run, the first table's blocks left.
- */
-const KNOWN: Record<string, string> = {
-  provenantPackUnit: 'a run again stores a new unit result block; the first is orphaned',
-  provenantStitch: 'a run again stores a new replica table (placement times); the first is orphaned',
-};
-
-/**
  * Result fields that count what this very call did, by activity: the state they leave is checked
  * instead (the providers' contents).
  */
@@ -145,6 +133,12 @@ function judge(r: Run): string | undefined {
   }
 }
 
+/** How many objects each provider of an inventory holds, in ascending order (provider ids differ between configs). */
+const objectCounts = (inv: Record<string, string[]>) =>
+  Object.values(inv)
+    .map((keys) => keys.length)
+    .sort((x, y) => x - y);
+
 /** Every file below `dir`, relative, sorted (temporary files included: they must not be left). */
 function filesBelow(dir: string): string[] {
   const out: string[] = [];
@@ -168,7 +162,6 @@ describe('idempotency: every activity run twice with the same input', () => {
   let src: string;
   const runs: Run[] = [];
   const problems: string[] = [];
-  const known: string[] = [];
   let credentials: { accessKeyIdEnv: string; secretAccessKeyEnv: string };
 
   /** Providers of one test config: two local dirs and a MinIO bucket. */
@@ -325,11 +318,11 @@ describe('idempotency: every activity run twice with the same input', () => {
     assert.deepEqual(sorted(summary.replicas), sorted(plain.replicas));
     // Each provider holds as many objects as it does after a run without repeats: no second copy of anything.
     const [a, b] = [await inventory(config), await inventory(plainConfig)];
-    const count = (inv: Record<string, string[]>) =>
-      Object.values(inv)
-        .map((keys) => keys.length)
-        .sort((x, y) => x - y);
-    assert.deepEqual(count(a), count(b), `objects per provider: ${JSON.stringify(a)} vs ${JSON.stringify(b)}`);
+    assert.deepEqual(
+      objectCounts(a),
+      objectCounts(b),
+      `objects per provider: ${JSON.stringify(a)} vs ${JSON.stringify(b)}`,
+    );
     for (const keys of Object.values(a))
       for (const k of keys) assert.doesNotMatch(k, /\.tmp$|open multipart/, `a partial object was left: ${k}`);
     assert.deepEqual(stagingLeft(config), [], 'staging is clean');
@@ -346,6 +339,18 @@ describe('idempotency: every activity run twice with the same input', () => {
     units = { config, summary };
     assert.equal(summary.rootCid, doubled?.summary.rootCid, 'units give the same root CID');
     assert.deepEqual(stagingLeft(config), [], 'staging is clean');
+    // The same objects as a units archive without repeats: no second result block, replica table or call record.
+    const plainConfig = await configFor('units-plain', { pack: { shardBytes: 2 * MiB, unitShards: 1 } });
+    await plainWorker(plainConfig, async () => {
+      const { handle } = await startArchive(env!.client, plainConfig, { dir: src, datasetId: 'idem-units-plain' });
+      return handle.result();
+    });
+    const [a, b] = [await inventory(config), await inventory(plainConfig)];
+    assert.deepEqual(
+      objectCounts(a),
+      objectCounts(b),
+      `objects per provider: ${JSON.stringify(a)} vs ${JSON.stringify(b)}`,
+    );
   });
 
   it('the activities no workflow here reaches, called directly twice: providers unchanged by the second run', async (t) => {
@@ -526,24 +531,16 @@ describe('idempotency: every activity run twice with the same input', () => {
     );
     for (const r of runs) {
       const why = judge(r);
-      if (why) (KNOWN[r.name] ? known : problems).push(`${why} (${r.how})`);
+      if (why) problems.push(`${why} (${r.how})`);
     }
     recordReliability({
       suite: 'idempotency',
       trials: runs.length,
       faultsInjected: runs.length,
-      faultsDetected: runs.length - problems.length - known.length,
+      faultsDetected: runs.length - problems.length,
       // Every restore above was byte-identical (lifecycle asserts it): the problems left are orphaned blocks.
       dataLost: 0,
     });
     assert.deepEqual(problems, []);
   });
-
-  it(
-    'known: activities that do harm when run again (a todo until fixed)',
-    { todo: Object.values(KNOWN).join('; ') },
-    () => {
-      assert.deepEqual(known, []);
-    },
-  );
 });
