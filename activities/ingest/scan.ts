@@ -27,7 +27,7 @@ import {
   SymlinkLoopError,
   UnreadableFileError,
 } from '../errors.js';
-import { workerExecArgv } from '../pack/shard-hasher.js';
+import { threadOptions } from '../pack/shard-hasher.js';
 import type { ScanCounts, ScanProgress, ScanThreadInput, ScanThreadMessage } from './scan-thread.js';
 
 export interface ScanResult extends ScanCounts {
@@ -55,7 +55,7 @@ function walkInThread(
     if (signal?.aborted) return reject(signal.reason);
     const worker = new Worker(new URL('./scan-thread.js', import.meta.url), {
       workerData: input,
-      execArgv: workerExecArgv(),
+      ...threadOptions(),
     });
     let counts: ScanCounts | undefined;
     let failure: unknown;

@@ -2,7 +2,7 @@
 import { Worker } from 'node:worker_threads';
 import { Context } from '@temporalio/activity';
 import { reviveError } from '../errors.js';
-import { workerExecArgv } from './shard-hasher.js';
+import { threadOptions } from './shard-hasher.js';
 import type { PackOptions, PackProgress, PackResult } from './packer.js';
 import { describeChoice, writeStrategyFor } from './write-strategy.js';
 
@@ -21,7 +21,7 @@ export async function packInThread(
   return new Promise((resolve, reject) => {
     const worker = new Worker(new URL('./pack-thread.js', import.meta.url), {
       workerData: { ...opts, io },
-      execArgv: workerExecArgv(),
+      ...threadOptions(),
     });
     let settled = false;
     const finish = (fn: () => void) => {

@@ -7,7 +7,7 @@
  */
 import os from 'node:os';
 import { Worker } from 'node:worker_threads';
-import { workerExecArgv } from '../pack/shard-hasher.js';
+import { threadOptions } from '../pack/shard-hasher.js';
 
 export type HashJob =
   | { id: number; op: 'upto'; file: number; path: string; to: number }
@@ -35,7 +35,7 @@ export class HashPool {
 
   constructor(readonly size = hashThreadsFor()) {
     for (let i = 0; i < size; i++) {
-      const worker = new Worker(new URL('./hash-thread.js', import.meta.url), { execArgv: workerExecArgv() });
+      const worker = new Worker(new URL('./hash-thread.js', import.meta.url), threadOptions());
       const t: Thread = { worker, waiting: new Map() };
       worker.on('message', (r: HashReply) => {
         const w = t.waiting.get(r.id);
