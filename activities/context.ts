@@ -6,12 +6,14 @@
 import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import type { Meter } from '@opentelemetry/api';
 import type { Config } from '../config/schema.js';
 import type { StageRef } from '../shared/types.js';
 import { locateManifest } from './restore/restore.js';
 import { HealthMemory } from './providers/health.js';
 import type { StorageProvider } from './providers/provider.js';
 import { ProviderSet } from './providers/registry.js';
+import { createRecorder, type Recorder } from './telemetry.js';
 
 export interface ActivityDeps {
   config: Config;
@@ -19,12 +21,16 @@ export interface ActivityDeps {
   providers?: StorageProvider[];
   /** This host's own task queue for staged-file work. */
   hostQueue?: string;
+  /** The OpenTelemetry Meter the activities' metrics go to (activities/telemetry.ts); none: not recorded. */
+  meter?: Meter;
 }
 
 export interface StageContext {
   config: Config;
   providers: ProviderSet;
   health: HealthMemory;
+  /** Metrics of what the activities did (a no-op unless a meter was given). */
+  metrics: Recorder;
   hostQueue: string;
   /** The staging directory of one archive run on this host. */
   stageDir(s: StageRef): string;
@@ -46,6 +52,7 @@ export function createStageContext(deps: ActivityDeps): StageContext {
     config,
     providers,
     health: new HealthMemory(path.join(config.dataDir, 'provider-health.json')),
+    metrics: createRecorder(deps.meter),
     hostQueue: deps.hostQueue ?? hostQueueName(config.temporal.taskQueue, config.stagingDir),
     stageDir: (s) => path.join(config.stagingDir, `${s.datasetId}.${s.runKey}`),
     loadManifest(manifestCid) {

@@ -8,6 +8,7 @@
 import type { HostQueueActivities, SharedQueueActivities } from '../shared/activities.js';
 import { createStageContext, type ActivityDeps } from './context.js';
 import { createIngestActivities } from './ingest/activities.js';
+import { createLineageActivities } from './lineage/lineage.js';
 import { createPackActivities } from './pack/activities.js';
 import { createReplicateActivities } from './replicate/activities.js';
 import { createRestoreActivities } from './restore/activities.js';
@@ -33,6 +34,7 @@ export function createActivities(deps: ActivityDeps): ActivitySets {
   const steward = createStewardActivities(ctx);
   const restore = createRestoreActivities(ctx);
   const rehome = createRehomeActivities(ctx);
+  const lineage = createLineageActivities(ctx);
   return {
     shared: {
       ...ingest.shared,
@@ -41,6 +43,7 @@ export function createActivities(deps: ActivityDeps): ActivitySets {
       ...steward.shared,
       ...rehome.shared,
       ...restore.shared,
+      ...lineage.shared,
     },
     host: { ...ingest.host, ...pack.host, ...replicate.host, ...steward.host, ...restore.host },
     hostQueue: ctx.hostQueue,

@@ -50,7 +50,7 @@ const USAGE = `usage:
   provenant audit <dataset> [--json]      print the audit log and check its hash chain
   provenant export <dataset|manifest-cid> --format croissant|hf-card|oms|slsa --out FILE [--key PEM] [--json]
   provenant schedule-sweeps [--every 1d]  a Temporal Schedule that asks every steward to verify
-  provenant dev | worker | demo
+  provenant dev | worker [--metrics-port N] | demo    --metrics-port: serve Prometheus metrics at http://127.0.0.1:N/metrics
 ${Object.values(COMMANDS)
   .map((c) => `  provenant ${c.usage}`)
   .join('\n')}
@@ -569,6 +569,16 @@ async function cmdDev(config: Config, out: Out): Promise<void> {
   );
 }
 
+/** `--metrics-port N` over the config's `telemetry.prometheus.port`. */
+function withMetricsPort(config: Config, flag: string | undefined): Config {
+  if (flag === undefined) return config;
+  const port = Number(flag);
+  if (!/^\d+$/.test(flag) || port < 1 || port > 65535)
+    throw new UsageError(`--metrics-port: a TCP port (1-65535), not '${flag}'`);
+  const { telemetry } = config;
+  return { ...config, telemetry: { ...telemetry, prometheus: { ...telemetry.prometheus, port } } };
+}
+
 export async function main(argv: string[]): Promise<number> {
   // Commands in cli/commands/ parse their own arguments.
   const command = argv[0] !== undefined ? COMMANDS[argv[0]] : undefined;
@@ -599,6 +609,7 @@ export async function main(argv: string[]): Promise<number> {
         's3-access-key-id-env': { type: 'string' },
         's3-secret-access-key-env': { type: 'string' },
         'http-authorization-env': { type: 'string' },
+        'metrics-port': { type: 'string' },
       },
     });
   } catch (err) {
@@ -636,10 +647,10 @@ export async function main(argv: string[]): Promise<number> {
         await cmdDemo(config, out);
         break;
       case 'dev':
-        await cmdDev(config, out);
+        await cmdDev(withMetricsPort(config, v['metrics-port']), out);
         break;
       case 'worker':
-        await (await import('../workers/main.js')).runWorker(config);
+        await (await import('../workers/main.js')).runWorker(withMetricsPort(config, v['metrics-port']));
         break;
       default:
         throw new UsageError(`unknown command '${cmd}'`);

@@ -419,6 +419,43 @@ export const EncryptionSchema = z
   });
 export type EncryptionConfig = z.infer<typeof EncryptionSchema>;
 
+/**
+ * The built-in Prometheus endpoint of a worker (workers/metrics.ts): Provenant's metrics
+ * (activities/telemetry.ts) at `http://host:port/metrics` while the worker runs. Off unless a port
+ * is set; a meter of one's own can be passed to ProvenantPlugin instead (`meter`).
+ */
+export const PrometheusSchema = z.strictObject({
+  /** Serve /metrics on this port while a worker runs (`provenant worker --metrics-port N`); off when unset. */
+  port: z.number().int().min(1).max(65535).optional(),
+  /** The address it listens on: loopback unless set (e.g. '0.0.0.0' for a scraper on another host). */
+  host: z.string().min(1).default('127.0.0.1'),
+});
+
+/**
+ * OpenLineage run events of archives (activities/lineage/lineage.ts): START, COMPLETE (the output
+ * is the manifest CID) and FAIL, POSTed as JSON; the input is the source. Off unless a URL is set.
+ */
+export const OpenLineageSchema = z.strictObject({
+  /** The endpoint that receives the events, e.g. Marquez's http://host:5000/api/v1/lineage; none sent when unset. */
+  url: HttpUrl.optional(),
+  /** Namespace of the archive jobs (`archive.<dataset>`) in the events. */
+  namespace: z.string().min(1).default('provenant'),
+  /** Environment variable holding a bearer token for the endpoint, when it needs one. */
+  apiKeyEnv: EnvName.optional(),
+  /** How long one event may take to send. */
+  timeoutMs: z.number().int().min(1).default(10_000),
+});
+
+/**
+ * Metrics and lineage. Nothing leaves the machine unless configured here (or, for traces and a
+ * meter of one's own, passed to ProvenantPlugin in code).
+ */
+export const TelemetrySchema = z.object({
+  prometheus: PrometheusSchema.prefault({}),
+  openLineage: OpenLineageSchema.prefault({}),
+});
+export type TelemetryConfig = z.infer<typeof TelemetrySchema>;
+
 export const ConfigSchema = z
   .object({
     temporal: TemporalSchema.prefault({}),
@@ -436,6 +473,7 @@ export const ConfigSchema = z
     signing: SigningSchema.prefault({}),
     codec: CodecSchema.prefault({}),
     encryption: EncryptionSchema.prefault({}),
+    telemetry: TelemetrySchema.prefault({}),
     /** Defaults to three local directory providers under `<dataDir>/providers`. */
     providers: z.array(ProviderSchema).optional(),
   })

@@ -170,6 +170,18 @@ export interface ManifestRequest extends StageRef {
   derivedFrom?: string[];
 }
 
+/** One OpenLineage run event of the calling archive (activities/lineage/lineage.ts). */
+export interface LineageRequest {
+  eventType: 'START' | 'COMPLETE' | 'FAIL';
+  datasetId: string;
+  source: ArchiveInput['source'];
+  derivedFrom?: string[];
+  /** COMPLETE: the archive's manifest. */
+  manifestCid?: string;
+  /** FAIL: why. */
+  error?: string;
+}
+
 export interface RestoreRequest {
   manifestCid: string;
   target: string;
@@ -206,6 +218,8 @@ export interface SharedQueueActivities {
   /** A full archive input from a request that names only the dataset and its source. */
   provenantArchiveInput(r: ArchiveRequestInput): Promise<ArchiveInput>;
   provenantRestore(r: RestoreRequest): Promise<RestoreSummary>;
+  /** Send an OpenLineage run event when `telemetry.openLineage.url` is configured (best effort). */
+  provenantLineage(r: LineageRequest): Promise<{ sent: boolean }>;
   /** Pack one unit of a plan on this worker, store its shards' copies, and store its result (pack.unitShards). */
   provenantPackUnit(r: UnitRequest): Promise<UnitSummary>;
   /** Store a page's unit results (their CIDs, in plan order) as one block; its CID. */

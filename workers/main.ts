@@ -22,7 +22,8 @@ export async function runWorker(config: Config = loadConfig()): Promise<void> {
       plugins: [plugin],
     });
     console.error(
-      `provenant worker: queue ${config.temporal.taskQueue} + host queue ${plugin.hostQueue} at ${settings.describe}`,
+      `provenant worker: queue ${config.temporal.taskQueue} + host queue ${plugin.hostQueue} at ${settings.describe}` +
+        (plugin.metrics ? `; metrics at ${plugin.metrics.url}` : ''),
     );
     await worker.run();
   } finally {

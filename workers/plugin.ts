@@ -10,14 +10,20 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { Meter, TracerProvider } from '@opentelemetry/api';
+import { Resource } from '@opentelemetry/resources';
+import type { ClientOptions } from '@temporalio/client';
 import type { DataConverter, PayloadCodec } from '@temporalio/common';
+import { OpenTelemetryPlugin, type OpenTelemetryPluginOptions } from '@temporalio/interceptors-opentelemetry';
 import { SimplePlugin } from '@temporalio/plugin';
-import { Worker, type WorkerOptions } from '@temporalio/worker';
+import { Runtime, Worker, type BundleOptions, type ReplayWorkerOptions, type WorkerOptions } from '@temporalio/worker';
 import { createActivities, hostQueueName, type ActivitySets } from '../activities/index.js';
 import type { StorageProvider } from '../activities/providers/provider.js';
 import { loadConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { codecOf, withCodec } from './codec.js';
+import { PrometheusEndpoint } from './metrics.js';
+import { TOOL_NAME, TOOL_VERSION } from '../version.js';
 
 export const workflowsPath = fileURLToPath(new URL('../workflows/index.js', import.meta.url));
 /** The same workflows bundled at build time (scripts/bundle-workflows.mjs). */
@@ -53,6 +59,42 @@ export interface ProvenantPluginOptions {
    * one the config and environment name (none unless keys are configured); `false` turns it off.
    */
   codec?: PayloadCodec | false;
+  /**
+   * The OpenTelemetry Meter that Provenant's metrics go to (activities/telemetry.ts). Unset: the
+   * built-in Prometheus endpoint when the config names a port (`telemetry.prometheus.port`), served
+   * while this plugin's workers run; else no metrics at all.
+   */
+  meter?: Meter;
+  /**
+   * Trace workflows and activities (and client calls through this plugin) with OpenTelemetry, to
+   * your own span processor; Provenant creates no tracer provider and no exporter of its own.
+   */
+  tracing?: ProvenantTracing;
+}
+
+export interface ProvenantTracing {
+  /**
+   * Where workflow spans go: made in the workflow sandbox, they reach the worker through a sink
+   * and are handed to this processor (yours, e.g. a BatchSpanProcessor with your exporter).
+   */
+  spanProcessor: OpenTelemetryPluginOptions['spanProcessor'];
+  /**
+   * The tracer provider that activity and client spans come from: yours, with the same span
+   * processor. Unset: the global one (`trace.setGlobalTracerProvider`, or the OpenTelemetry
+   * NodeSDK's), which is a no-op until you register one.
+   */
+  tracerProvider?: TracerProvider;
+  /** The resource recorded with workflow spans; `service.name: provenant` when unset. */
+  resource?: OpenTelemetryPluginOptions['resource'];
+}
+
+/** Temporal's OpenTelemetry plugin (interceptors and the workflow span sink) on the user's tracing. */
+function tracingPlugin(t: ProvenantTracing): OpenTelemetryPlugin {
+  return new OpenTelemetryPlugin({
+    spanProcessor: t.spanProcessor,
+    resource: t.resource ?? new Resource({ 'service.name': TOOL_NAME, 'service.version': TOOL_VERSION }),
+    ...(t.tracerProvider ? { tracer: t.tracerProvider.getTracer(TOOL_NAME, TOOL_VERSION) } : {}),
+  });
 }
 
 export class ProvenantPlugin extends SimplePlugin {
@@ -65,13 +107,19 @@ export class ProvenantPlugin extends SimplePlugin {
   private readonly acts: ActivitySets;
   /** The payload codec this plugin adds to every worker's and client's data converter, if any. */
   readonly codec: PayloadCodec | undefined;
+  /** The built-in Prometheus endpoint, when the config names a port and no meter was passed. */
+  readonly metrics: PrometheusEndpoint | undefined;
+  /** Temporal's OpenTelemetry plugin on the user's span processor, when tracing was asked for. */
+  private readonly tracing: OpenTelemetryPlugin | undefined;
 
   constructor(opts: ProvenantPluginOptions = {}) {
     const config = opts.config ?? loadConfig();
     const hostQueue = hostQueueName(config.temporal.taskQueue, config.stagingDir);
     // The codec first: a bad keys file fails before any provider client is opened.
     const codec = opts.codec === false ? undefined : (opts.codec ?? codecOf(config));
-    const activities = createActivities({ config, providers: opts.providers, hostQueue });
+    const metrics = opts.meter ? undefined : PrometheusEndpoint.of(config.telemetry);
+    const meter = opts.meter ?? metrics?.meter;
+    const activities = createActivities({ config, providers: opts.providers, hostQueue, ...(meter ? { meter } : {}) });
     super({
       name: 'provenant',
       // Only the shared set here: host-bound activities are registered on the host queue alone.
@@ -80,6 +128,8 @@ export class ProvenantPlugin extends SimplePlugin {
       ...(codec ? { dataConverter: (dc: DataConverter | undefined) => withCodec(dc, codec) } : {}),
     });
     this.codec = codec;
+    this.metrics = metrics;
+    this.tracing = opts.tracing && tracingPlugin(opts.tracing);
     this.config = config;
     this.hostQueue = hostQueue;
     this.acts = activities;
@@ -91,8 +141,24 @@ export class ProvenantPlugin extends SimplePlugin {
    * and no workflow interceptor modules need bundling in (they would be left out of a prebuilt
    * bundle), else the workflows' path, bundled by the worker.
    */
+  override configureClient(options: ClientOptions): ClientOptions {
+    return super.configureClient(this.tracing ? this.tracing.configureClient(options) : options);
+  }
+
+  override configureReplayWorker(options: ReplayWorkerOptions): ReplayWorkerOptions {
+    return super.configureReplayWorker(this.tracing ? this.tracing.configureReplayWorker(options) : options);
+  }
+
+  override configureBundler(options: BundleOptions): BundleOptions {
+    return super.configureBundler(this.tracing ? this.tracing.configureBundler(options) : options);
+  }
+
   override configureWorker(options: WorkerOptions): WorkerOptions {
-    const o = super.configureWorker(options);
+    // With tracing, a worker naming no workflows of its own bundles ours with the tracing's workflow
+    // interceptor module (a plugin adds interceptor modules only to a worker with a workflowsPath).
+    const own = !!(options.workflowsPath || options.workflowBundle);
+    const traced = this.tracing?.configureWorker(own ? options : { ...options, workflowsPath });
+    const o = super.configureWorker(traced ?? options);
     if (o.workflowsPath || o.workflowBundle) return o;
     const bundle = o.interceptors?.workflowModules?.length ? undefined : freshBundle();
     return bundle ? { ...o, workflowBundle: { codePath: bundle } } : { ...o, workflowsPath };
@@ -101,6 +167,11 @@ export class ProvenantPlugin extends SimplePlugin {
   override async runWorker(worker: Worker, next: (w: Worker) => Promise<void>): Promise<void> {
     this.running++;
     try {
+      // Served from the first worker's start to the last one's stop. A port that cannot be had
+      // (another worker of this config on the host holds it) costs the metrics, not the worker.
+      await this.metrics?.start().catch((err: unknown) => {
+        Runtime.instance().logger.warn(`metrics endpoint ${this.metrics?.url} not served: ${(err as Error).message}`);
+      });
       // One host-queue worker per plugin, however many workers use it (Temporal refuses two on one queue).
       if (this.wantHostWorker && worker.connection) {
         this.host ??= Worker.create({
@@ -126,6 +197,7 @@ export class ProvenantPlugin extends SimplePlugin {
         }
         // The plugin owns the provider clients: released when the last worker using it stops.
         await this.acts.close();
+        await this.metrics?.stop();
       }
     }
   }

@@ -22,7 +22,7 @@ import {
   startChild,
   workflowInfo,
 } from '@temporalio/workflow';
-import type { HostQueueActivities, SharedQueueActivities } from '../shared/activities.js';
+import type { HostQueueActivities, LineageRequest, SharedQueueActivities } from '../shared/activities.js';
 import { archiveProgressQuery, replicateWorkflowId, shardsPackedSignal, stewardWorkflowId } from '../shared/api.js';
 import { NON_RETRYABLE_ERROR_TYPES as NON_RETRYABLE } from '../shared/errors.js';
 import type {
@@ -71,6 +71,8 @@ export const ARCHIVE_SCAN_CLEANUP_PATCH = 'provenant-archive-scan-cleanup';
 export const ARCHIVE_UNIT_RECORDS_PATCH = 'provenant-archive-unit-records';
 /** Archives since remote sources are streamed by the pack (listed by the scan), not mirrored whole into staging. */
 export const ARCHIVE_STREAM_PATCH = 'provenant-archive-stream';
+/** Archives since they send OpenLineage run events (START, COMPLETE, FAIL) through provenantLineage. */
+export const ARCHIVE_LINEAGE_PATCH = 'provenant-archive-lineage';
 /** Events per shard in a replication child, about: a put per copy and a read, each with its workflow task. */
 const EVENTS_PER_COPY = 7;
 /** Units of a page packed at once, by any workers. */
@@ -81,6 +83,39 @@ const DEFAULT_CHUNK = 1024 * 1024;
 const MAX_FAILOVERS = 50;
 
 export async function archiveDataset(request: ArchiveInput | ArchiveRequestInput): Promise<ArchiveSummary> {
+  // Histories from before OpenLineage run events replay without them.
+  if (!patched(ARCHIVE_LINEAGE_PATCH)) return archiveRun(request);
+  const { provenantLineage } = proxyActivities<SharedQueueActivities>({
+    startToCloseTimeout: '1 minute',
+    retry: { maximumAttempts: 3 },
+  });
+  // A no-op unless the worker's config names an endpoint (telemetry.openLineage.url).
+  const lineage = (r: LineageRequest) =>
+    provenantLineage.executeWithOptions({ summary: `OpenLineage ${r.eventType} event` }, [r]);
+  // Sent once the input is complete (a request naming only dataset and source is completed first).
+  let run: Omit<LineageRequest, 'eventType'> | undefined;
+  try {
+    const summary = await archiveRun(request, async (input) => {
+      run = { datasetId: input.datasetId, source: input.source };
+      if (input.derivedFrom?.length) run.derivedFrom = input.derivedFrom;
+      await lineage({ eventType: 'START', ...run });
+    });
+    if (run) await lineage({ eventType: 'COMPLETE', ...run, manifestCid: summary.manifestCid });
+    return summary;
+  } catch (err) {
+    const started = run;
+    if (started)
+      await CancellationScope.nonCancellable(() =>
+        lineage({ eventType: 'FAIL', ...started, error: (err as Error).message }),
+      ).catch(() => undefined);
+    throw err;
+  }
+}
+
+async function archiveRun(
+  request: ArchiveInput | ArchiveRequestInput,
+  onInput?: (input: ArchiveInput) => Promise<void>,
+): Promise<ArchiveSummary> {
   const progress: ArchiveProgress = { stage: 'starting', shards: 0, shardsReplicated: 0 };
   setHandler(archiveProgressQuery, () => progress);
   // Histories from before the replica table replay without it (they kept every placement here).
@@ -94,6 +129,7 @@ export async function archiveDataset(request: ArchiveInput | ArchiveRequestInput
   });
   // A request naming only the dataset and its source is completed from the worker's config.
   const input: ArchiveInput = 'shardBytes' in request ? request : await shared.provenantArchiveInput(request);
+  await onInput?.(input);
 
   // A policy that cannot be met fails before anything is read or uploaded.
   const policy = input.policy ?? NO_POLICY;

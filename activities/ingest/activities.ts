@@ -65,6 +65,7 @@ export function createIngestActivities(ctx: StageContext) {
               signal: Context.current().cancellationSignal,
               onProgress: (p) => beat(p),
             });
+            ctx.metrics.scanned(r);
             return {
               files: r.files,
               dirs: r.dirs,
@@ -79,6 +80,7 @@ export function createIngestActivities(ctx: StageContext) {
           }
         }
         const r = await scanLocal(s.sourcePath, listing, (p) => beat(p), Context.current().cancellationSignal);
+        ctx.metrics.scanned(r);
         const { files, dirs, bytes, specials, specialCount, symlinksFollowed } = r;
         return { files, dirs, bytes, specials, specialCount, symlinksFollowed };
       }),

@@ -95,7 +95,7 @@ export function createPackActivities(ctx: StageContext) {
           stagingWindowShards: ctx.config.pack.stagingWindowShards,
           ...(s.chunkBytes ? { chunkBytes: s.chunkBytes } : {}),
         };
-        return await untilSourceGivesUp(ctx.config.temporal.sourceUnavailableFor, () =>
+        const packed = await untilSourceGivesUp(ctx.config.temporal.sourceUnavailableFor, () =>
           packInThread(
             input,
             ({ closed, ...p }) => {
@@ -106,6 +106,8 @@ export function createPackActivities(ctx: StageContext) {
             actx.cancellationSignal,
           ),
         );
+        ctx.metrics.packed({ carBytes: packed.carBytes, shards: packed.shardsWritten });
+        return packed;
       } finally {
         clearInterval(timer);
         await announcer?.flush();

@@ -157,6 +157,7 @@ export async function packUnit(
       const info = closed.shift()!;
       const file = path.join(dir, info.file);
       shards.push({ info, index: readBlockIndex(path.join(dir, blockIndexName(info.file))) });
+      ctx.metrics.packed({ carBytes: info.carBytes, shards: 1 });
       const lines = await placeCopies(ctx, {
         ...req,
         file,

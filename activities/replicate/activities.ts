@@ -75,8 +75,10 @@ export function createReplicateActivities(ctx: StageContext) {
         );
       } catch (err) {
         await health.failed(s.providerId, (err as Error).message);
+        ctx.metrics.placeFailed(s.providerId);
         throw err;
       }
+      ctx.metrics.placed(placed, s.piece.bytes);
       const stored = await journaled(s, placed);
       // The last copy is made: nothing reads the staged file again. A provider that copies it (not
       // local, or another filesystem) leaves it behind; it goes now, with any unused twins, so that
@@ -179,6 +181,7 @@ export async function copyPiece(
         localFile: file,
         consumeLocalFile: true,
       });
+      ctx.metrics.placed(placed, r.piece.bytes);
       if (placed.existed || r.replacing) {
         // The provider said it holds the piece already, or it held a copy that failed: a Filecoin
         // deal runs on through a delete, and a PDP provider re-adds the bytes it still has parked

@@ -15,7 +15,7 @@ import type { JournalLine } from '../steward/journal.js';
 export type { CopyPlan };
 
 export async function placeCopies(
-  ctx: Pick<StageContext, 'providers' | 'health'>,
+  ctx: Pick<StageContext, 'providers' | 'health' | 'metrics'>,
   o: CopyPlan & { file: string; piece: PieceRef; shard: number; slot: number; signal?: AbortSignal },
 ): Promise<JournalLine[]> {
   const placed: ProviderRef[] = [];
@@ -41,11 +41,13 @@ export async function placeCopies(
           consumeLocalFile: last,
         });
       placed.push(ref);
+      ctx.metrics.placed(where, o.piece.bytes);
       lines.push({ shard: o.shard, piece: o.piece, placement: where });
     } catch (err) {
       // A chain that has not committed yet, or a cancellation, is not a provider failure: Temporal retries.
       if (o.signal?.aborted || (ProvenantError.is(err) && err.name === 'CommitPendingError')) throw err;
       await ctx.health.failed(ref.id, (err as Error).message);
+      ctx.metrics.placeFailed(ref.id);
       errors.push(`${ref.id}: ${(err as Error).message}`);
     }
   }

@@ -41,7 +41,8 @@ export function createRestoreActivities(ctx: StageContext) {
         await fsp.mkdir(path.dirname(claim.file), { recursive: true });
         await fsp.writeFile(claim.file, claim.text);
       }
-      return restoreDataset({
+      const started = performance.now();
+      const summary = await restoreDataset({
         manifestCid: r.manifestCid,
         target: r.target,
         force: r.force || ours,
@@ -51,6 +52,8 @@ export function createRestoreActivities(ctx: StageContext) {
         onProgress: (p) => beat(p),
         encryption: ctx.config.encryption,
       });
+      ctx.metrics.retrieved((performance.now() - started) / 1000, { partial: !!r.paths?.length });
+      return summary;
     }),
   } satisfies Pick<SharedQueueActivities, 'provenantRestore'>;
   // The same activity on the host queue: a restore into a directory of one host runs there.

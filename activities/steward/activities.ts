@@ -65,7 +65,7 @@ async function verifyOne(
       evidence: (err as Error).message,
     };
   }
-  return verifyReplica(p, rep.pieceCid, { blocks }, { ...o, carCid: rep.carCid });
+  return verifyReplica(p, rep.pieceCid, { blocks }, { ...o, carCid: rep.carCid }).then((v) => ctx.metrics.verified(v));
 }
 
 /** `ctx` whose providers see a dataset's shards as the manifest stores them (decrypted when encrypted; the manifest's own piece as it is). */
@@ -235,6 +235,7 @@ export function createStewardActivities(ctx: StageContext) {
       const on = storeOn(up.length ? up : r.storeOn);
       const { table, written } = await store.replacePages(root, r.from, r.count, kept, r.pageReplicas, on);
       const { audit, unaudited } = await appendEvents(r, events, on, signingKey);
+      ctx.metrics.stewarded(r.datasetId, out.counters, table);
       return {
         table,
         next: r.from + written,
@@ -278,7 +279,10 @@ export function createStewardActivities(ctx: StageContext) {
     }),
 
     provenantReplicaTableFromList: boundary(async (r) =>
-      store.build(tableMeta(signingKey(), r), r.replicas, storeOn(r.providerIds)),
+      ctx.metrics.replicas(
+        r.datasetId,
+        await store.build(tableMeta(signingKey(), r), r.replicas, storeOn(r.providerIds)),
+      ),
     ),
 
     provenantAppendAudit: boundary(async (r) =>
@@ -338,7 +342,10 @@ export function createStewardActivities(ctx: StageContext) {
     /** The run's replica table from its placement journal: the steward gets its reference, not every replica. */
     provenantBuildReplicaTable: boundary(async (s) => {
       const replicas = (await readJournal(stageDir(s))).map(replicaOf);
-      return store.build(tableMeta(signingKey(), s), replicas, storeOn(s.providerIds));
+      return ctx.metrics.replicas(
+        s.datasetId,
+        await store.build(tableMeta(signingKey(), s), replicas, storeOn(s.providerIds)),
+      );
     }),
 
     /** An archive that cannot complete removes every copy its journal lists as created by this run. */

@@ -225,12 +225,13 @@ async function verifyOn(
 ): Promise<VerifyResult> {
   const blocks = rep.shard >= 0 ? shardIndex(m.manifest, m.pages, rep.shard) : [];
   try {
-    return await verifyReplica(
+    const v = await verifyReplica(
       ctx.providers.get(rep.providerId),
       rep.pieceCid,
       { blocks },
       { ...o, carCid: rep.carCid },
     );
+    return ctx.metrics.verified(v);
   } catch (err) {
     if (o.signal.aborted) throw err;
     const { pieceCid, providerId } = rep;
@@ -312,6 +313,7 @@ export function createRehomeActivities(ctx: StageContext) {
       const { table, written } = await store.replacePages(root, r.from, r.count, kept, r.pageReplicas, on);
       // Signed with the worker's key, as every steward round's records are.
       const { audit, unaudited } = await appendEvents(r, events, on, signingKey);
+      ctx.metrics.stewarded(r.datasetId, { repairs: out.repairs, rehomes: out.moved }, table);
       const result: EvacuatePagesResult = {
         table,
         next: r.from + written,
