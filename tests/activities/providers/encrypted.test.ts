@@ -10,6 +10,7 @@ import {
   kekIdOf,
   loadKek,
   newDatasetEncryption,
+  refusePlaintextOnlyProviders,
   startRunEncryption,
   unwrapDataKey,
 } from '../../../activities/encryption/keys.js';
@@ -238,6 +239,20 @@ describe('encryption keys', () => {
     assert.throws(() => loadKek({ keyFile: path.join(dir, 'short') }), { name: 'EncryptionKeyError' });
     assert.throws(() => loadKek({ keyEnv: 'PV_UNSET_KEK' }, {}), { name: 'EncryptionKeyError' });
     assert.throws(() => loadKek({ keyEnv: 'K' }, { K: 'not a key' }), { name: 'EncryptionKeyError' });
+  });
+
+  it('refuses, before packing, a run whose providers include Filecoin or Kubo ones', () => {
+    const p = (id: string, kind: string) => ({ id, kind }) as unknown as StorageProvider;
+    assert.doesNotThrow(() => refusePlaintextOnlyProviders([p('a', 'local'), p('b', 's3')]));
+    for (const kind of ['synapse', 'lotus', 'kubo'])
+      assert.throws(() => refusePlaintextOnlyProviders([p('a', 'local'), p('x', kind)]), {
+        name: 'EncryptionUnsupportedError',
+      });
+  });
+
+  it('takes the key by file or by variable, not both (ConfigError)', () => {
+    assert.throws(() => parseConfig({ encryption: { keyFile: '/k', keyEnv: 'K' } }), { name: 'ConfigError' });
+    assert.equal(parseConfig({}).encryption.chunkBytes, 1 << 20);
   });
 
   it('gives a run one data key, kept in its staging, whatever the attempts', async () => {
