@@ -5,6 +5,7 @@
  * events of archives reach a local HTTP receiver.
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -21,6 +22,7 @@ import { startArchive, startRestore } from '../../workers/client.js';
 import { ProvenantPlugin } from '../../workers/plugin.js';
 import { verifyNowUpdate } from '../../workflows/index.js';
 import { bytesOf, startTemporal, testConfig, tmpDir, withWorker, writeTree } from '../helpers/env.js';
+import { CLI, runCli } from '../helpers/cli.js';
 import { freePort } from '../helpers/servers.js';
 
 const MiB = 1024 * 1024;
@@ -291,5 +293,43 @@ describe('metrics, traces and lineage', () => {
       ['START', 'FAIL'],
     );
     assert.ok(failed[1]!.run.facets.errorMessage?.message, 'the failure says why');
+  });
+
+  it('provenant worker --metrics-port N serves /metrics on loopback; a bad port is a usage error', async (t) => {
+    if (!env) return t.skip('no Temporal server');
+    const root = tmpDir('pv-metrics-cli-');
+    const cfg = path.join(root, 'worker.yaml');
+    fs.writeFileSync(
+      cfg,
+      `dataDir: ${JSON.stringify(path.join(root, 'home'))}\ntemporal:\n  address: ${env.address}\n  taskQueue: pv-metrics-cli\n`,
+    );
+    const bad = await runCli(['worker', '--config', cfg, '--metrics-port', 'ninety'], { isolated: true });
+    assert.equal(bad.code, 2, bad.stderr);
+    const port = await freePort();
+    const isolated = { ...process.env };
+    for (const k of ['TEMPORAL_ADDRESS', 'TEMPORAL_NAMESPACE', 'PROVENANT_TASK_QUEUE', 'PROVENANT_CONFIG'])
+      delete isolated[k];
+    const worker = spawn(process.execPath, [CLI, 'worker', '--config', cfg, '--metrics-port', String(port)], {
+      env: isolated,
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    worker.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
+    try {
+      const url = `http://127.0.0.1:${port}/metrics`;
+      let res: Response | undefined;
+      for (let i = 0; i < 300 && !res?.ok; i++) {
+        res = await fetch(url).catch(() => undefined);
+        if (!res?.ok) await sleep(100);
+      }
+      assert.equal(res?.status, 200, `no /metrics at ${url}: ${stderr}`);
+      assert.match(res.headers.get('content-type') ?? '', /^text\/plain/);
+      assert.match(stderr, new RegExp(`metrics at ${url.replace(/[.]/g, '\\.')}`));
+      assert.equal((await fetch(`http://127.0.0.1:${port}/other`)).status, 404);
+    } finally {
+      worker.kill('SIGTERM');
+      await exited;
+    }
   });
 });
