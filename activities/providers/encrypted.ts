@@ -23,6 +23,8 @@
  * EncryptionUnsupportedError.
  */
 import crypto from 'node:crypto';
+import { once } from 'node:events';
+import fs from 'node:fs';
 import { Readable } from 'node:stream';
 import { EncryptionUnsupportedError, IntegrityError, PieceNotFoundError } from '../errors.js';
 import { carCidFromSha256, cidOf, RAW_CODE } from '../pack/cids.js';
@@ -38,6 +40,8 @@ import type {
 } from './provider.js';
 
 const TAG_BYTES = 16;
+/** Any fixed piece name: two ciphers with the same data key give it the same stored id. */
+const KEY_PROBE = 'provenant/key-probe';
 const NONCE_BYTES = 12;
 /** Provider kinds that cannot hold ciphertext under a piece's name (see the header). */
 export const PLAINTEXT_ONLY_KINDS: ReadonlySet<string> = new Set(['synapse', 'lotus', 'kubo']);
@@ -320,6 +324,62 @@ export class EncryptedProvider implements StorageProvider {
     if (this.plain.has(piece.pieceCid)) return this.inner.delete(piece, o);
     this.refuseKind();
     await this.inner.delete({ pieceCid: this.cipher.storedId(piece.pieceCid) }, o);
+  }
+
+  /** True when `other` sees pieces through the same data key (its ciphertext can be copied here as it is). */
+  sameKey(other: EncryptedProvider): boolean {
+    return other.cipher.storedId(KEY_PROBE) === this.cipher.storedId(KEY_PROBE);
+  }
+
+  /**
+   * Read this provider's ciphertext of `piece` into `file` as it is stored (a repair's source):
+   * each chunk authenticated and the plaintext checked against the piece as the bytes pass, so
+   * only a good copy gets through, and nothing decrypted reaches the disk. Returns the
+   * ciphertext's CAR CID, for `putSealed`.
+   */
+  async readSealed(piece: PieceRef, file: string, o: CallOptions = {}): Promise<string> {
+    this.refuseKind();
+    const hash = crypto.createHash('sha256');
+    const out = fs.createWriteStream(file);
+    // Kept, not thrown from an event: a failed write shows at the end (or the read fails first).
+    let writeError: Error | undefined;
+    out.on('error', (e) => (writeError ??= e));
+    const src = this.inner.readRange({ pieceCid: this.cipher.storedId(piece.pieceCid) }, o);
+    async function* tap(): AsyncGenerator<Buffer> {
+      for await (const c of src) {
+        const b = c as Buffer;
+        hash.update(b);
+        if (!out.write(b)) await once(out, 'drain');
+        yield b;
+      }
+    }
+    try {
+      const plain = verifiedStream(this.cipher.open(piece.pieceCid, tap(), 0, this.where(piece.pieceCid)), piece, {
+        provider: this.id,
+        piece: piece.pieceCid,
+        what: 'decrypted bytes',
+      });
+      for await (const chunk of plain) void chunk;
+      await new Promise<void>((res, rej) => out.end((e?: Error | null) => (e ? rej(e) : res())));
+      if (writeError) throw writeError;
+    } catch (err) {
+      out.destroy();
+      throw err;
+    }
+    const carCid = carCidFromSha256(hash.digest());
+    this.sealedCids.set(piece.pieceCid, carCid);
+    return carCid;
+  }
+
+  /** Store the ciphertext that `readSealed` (same data key) put in `file`, as it is. */
+  async putSealed(piece: PieceRef, file: string, carCid: string, o: PutOptions = {}): Promise<Placement> {
+    this.refuseKind();
+    const placed = await this.inner.put(
+      this.storedRef(piece, carCid),
+      () => fs.createReadStream(file, { highWaterMark: 4 << 20 }),
+      { ...o, localFile: file },
+    );
+    return { ...placed, pieceCid: piece.pieceCid };
   }
 
   /** A staged file is plaintext: never moved in as it is. */

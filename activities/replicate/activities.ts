@@ -14,6 +14,7 @@ import { journalPlacement, shardOfFile } from '../steward/journal.js';
 import { encryptedContext, runEncryption } from '../encryption/keys.js';
 import { IntegrityError, NoHealthyReplicaError, StagingMissingError, showPath } from '../errors.js';
 import { carCidFromSha256 } from '../pack/cids.js';
+import { EncryptedProvider } from '../providers/encrypted.js';
 import { carCidOfStream } from '../providers/kit/verified-stream.js';
 import { boundary, whileBeating } from '../temporal.js';
 import { twinOf } from '../pack/shard-hasher.js';
@@ -158,29 +159,42 @@ export async function copyPiece(
   try {
     for (const id of r.from) {
       const src = providers.get(id);
-      const hash = crypto.createHash('sha256');
-      const out = fs.createWriteStream(file);
-      try {
-        for await (const c of src.readRange(r.piece, { signal })) {
-          hash.update(c as Buffer);
-          if (!out.write(c)) await new Promise<void>((res) => out.once('drain', () => res()));
-        }
-        await new Promise<void>((res, rej) => out.end((e?: Error | null) => (e ? rej(e) : res())));
-      } catch (err) {
-        out.destroy();
-        problems.push(`${id}: ${(err as Error).message}`);
-        continue;
-      }
-      if (carCidFromSha256(hash.digest()) !== r.piece.carCid) {
-        problems.push(`${id}: copy is corrupt`);
-        continue;
-      }
       const target = providers.get(r.to);
-      const placed = await target.put(r.piece, () => fs.createReadStream(file), {
-        signal,
-        localFile: file,
-        consumeLocalFile: true,
-      });
+      let placed: Placement;
+      if (src instanceof EncryptedProvider && target instanceof EncryptedProvider && src.sameKey(target)) {
+        // An encrypted piece: its ciphertext is copied as it is stored, checked on the way, never decrypted to disk.
+        let sealedCid: string;
+        try {
+          sealedCid = await src.readSealed(r.piece, file, { signal });
+        } catch (err) {
+          problems.push(`${id}: ${(err as Error).message}`);
+          continue;
+        }
+        placed = await target.putSealed(r.piece, file, sealedCid, { signal, consumeLocalFile: true });
+      } else {
+        const hash = crypto.createHash('sha256');
+        const out = fs.createWriteStream(file);
+        try {
+          for await (const c of src.readRange(r.piece, { signal })) {
+            hash.update(c as Buffer);
+            if (!out.write(c)) await new Promise<void>((res) => out.once('drain', () => res()));
+          }
+          await new Promise<void>((res, rej) => out.end((e?: Error | null) => (e ? rej(e) : res())));
+        } catch (err) {
+          out.destroy();
+          problems.push(`${id}: ${(err as Error).message}`);
+          continue;
+        }
+        if (carCidFromSha256(hash.digest()) !== r.piece.carCid) {
+          problems.push(`${id}: copy is corrupt`);
+          continue;
+        }
+        placed = await target.put(r.piece, () => fs.createReadStream(file), {
+          signal,
+          localFile: file,
+          consumeLocalFile: true,
+        });
+      }
       ctx.metrics.placed(placed, r.piece.bytes);
       if (placed.existed || r.replacing) {
         // The provider said it holds the piece already, or it held a copy that failed: a Filecoin

@@ -129,6 +129,31 @@ describe('encrypted provider', () => {
     );
   });
 
+  it('copies ciphertext as it is stored (a repair), refusing a copy that fails authentication', async () => {
+    const { root, env, enc } = setup();
+    const { car, piece } = testCar(3, 5000);
+    const [a, b] = encryptedProviders(
+      [new LocalProvider('l1', path.join(root, 'l1')), new LocalProvider('l2', path.join(root, 'l2'))],
+      enc,
+      { keyEnv: 'PV_KEK' },
+      { env },
+    ) as EncryptedProvider[];
+    await a!.put(piece, () => Readable.from([car]));
+    const dir = path.join(root, 'l1', 'pieces');
+    const name = fs.readdirSync(dir).find((f) => f.endsWith('.car'))!;
+    const good = fs.readFileSync(path.join(dir, name));
+    assert.ok(a!.sameKey(b!));
+    const file = path.join(root, 'copy.car');
+    fs.writeFileSync(path.join(dir, name), Buffer.from(good).fill(good[100]! ^ 1, 100, 101));
+    await assert.rejects(a!.readSealed(piece, file), { name: 'IntegrityError' });
+    fs.writeFileSync(path.join(dir, name), good);
+    const sealedCid = await a!.readSealed(piece, file);
+    assert.ok(fs.readFileSync(file).equals(good), 'the file holds the ciphertext, not the plaintext');
+    await b!.putSealed(piece, file, sealedCid, { consumeLocalFile: true });
+    assert.ok(fs.readFileSync(path.join(root, 'l2', 'pieces', name)).equals(good));
+    assert.deepEqual(await readAll(b!.readRange(piece)), car);
+  });
+
   it('refuses to store plaintext that does not match the piece', async () => {
     const { root, p } = setup();
     const { car, piece } = testCar(2, 5000);
