@@ -14,7 +14,6 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import * as dagJson from '@ipld/dag-json';
-import { CarBlockIterator } from '@ipld/car/iterator';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { CID } from 'multiformats/cid';
 import type { EvidenceIndex } from '../../activities/evidence/bundle.js';
@@ -22,14 +21,13 @@ import { checkEnvelope } from '../../activities/evidence/dsse.js';
 import { loadVerifyingKey } from '../../activities/evidence/keys.js';
 import { manifestStatementMismatch } from '../../activities/evidence/sign.js';
 import type { EvidenceReport } from '../../activities/evidence/verify-evidence.js';
-import { cidOf, sha256 } from '../../activities/pack/cids.js';
-import { smallCar } from '../../activities/providers/kit/car.js';
 import { readReplicaTable } from '../../activities/steward/activities.js';
 import type { Config } from '../../config/schema.js';
 import type { StewardReplica } from '../../shared/types.js';
 import { startArchive } from '../../workers/client.js';
 import { stewardStatusQuery } from '../../workflows/index.js';
 import { runCli } from '../helpers/cli.js';
+import { putBlock, readBundle, rewrite } from '../helpers/bundle.js';
 import { bytesOf, startTemporal, testConfig, tmpDir, withWorker, writeTree } from '../helpers/env.js';
 import { FilecoinSim } from '../sim/filecoin-sim.js';
 import { lotusProvider, simWallet, synapseProvider } from '../sim/fixtures.js';
@@ -41,34 +39,6 @@ const KEY_ENV = 'PV_ANCHOR_FOC_KEY';
 const TOKEN_ENV = 'PV_ANCHOR_LOTUS_TOKEN';
 const runCliIsolated = (args: string[]) => runCli(args, { isolated: true });
 
-/** Encode a dag-json value into `blocks`; its CID. */
-function put(blocks: Map<string, Uint8Array>, value: unknown): string {
-  const bytes = dagJson.encode(value);
-  const cid = cidOf(dagJson.code, sha256(bytes)).toString();
-  blocks.set(cid, bytes);
-  return cid;
-}
-
-/** A bundle rewritten as whoever holds it could: blocks edited and re-hashed up to a new index. */
-async function rewrite(
-  file: string,
-  out: string,
-  edit: (index: EvidenceIndex, blocks: Map<string, Uint8Array>) => void,
-): Promise<string> {
-  const it = await CarBlockIterator.fromBytes(fs.readFileSync(file));
-  const root = (await it.getRoots())[0]!.toString();
-  const blocks = new Map<string, Uint8Array>();
-  for await (const b of it) blocks.set(b.cid.toString(), b.bytes);
-  const index = dagJson.decode(blocks.get(root)!) as EvidenceIndex;
-  blocks.delete(root);
-  edit(index, blocks);
-  const bytes = dagJson.encode(index);
-  const cid = cidOf(dagJson.code, sha256(bytes));
-  const all = [{ cid, bytes }, ...[...blocks].map(([c, b]) => ({ cid: CID.parse(c), bytes: b }))];
-  fs.writeFileSync(out, smallCar(cid, all));
-  return out;
-}
-
 /** Edit the replicas of the table's pages, re-hashing each page and the root as a forger would. */
 function editTable(
   index: EvidenceIndex,
@@ -78,12 +48,12 @@ function editTable(
   const renamed = new Map<string, string>();
   index.replicaTable.pages = index.replicaTable.pages.map((c) => {
     const page = dagJson.decode(blocks.get(c)!) as { replicas: StewardReplica[] };
-    const next = put(blocks, { ...page, replicas: page.replicas.map(edit) });
+    const next = putBlock(blocks, { ...page, replicas: page.replicas.map(edit) });
     renamed.set(c, next);
     return next;
   });
   const root = dagJson.decode(blocks.get(index.replicaTable.root!)!) as { pages: { cid: CID }[] };
-  index.replicaTable.root = put(blocks, {
+  index.replicaTable.root = putBlock(blocks, {
     ...root,
     pages: root.pages.map((p) => ({ ...p, cid: CID.parse(renamed.get(p.cid.toString()) ?? p.cid.toString()) })),
   });
@@ -210,10 +180,7 @@ describe('anchoring: chain commitments in the evidence bundle (simulated Filecoi
     });
 
     // The anchors say what the simulated chain recorded.
-    const it0 = await CarBlockIterator.fromBytes(fs.readFileSync(bundle));
-    const blocks0 = new Map<string, Uint8Array>();
-    for await (const b of it0) blocks0.set(b.cid.toString(), b.bytes);
-    const index0 = dagJson.decode(blocks0.get((await it0.getRoots())[0]!.toString())!) as EvidenceIndex;
+    const { index: index0 } = await readBundle(bundle);
     const anchors = index0.anchors ?? [];
     const pdp = anchors.find((a) => a.shard === -1 && a.providerId === 'foc')!;
     const deal = anchors.find((a) => a.shard === -1 && a.providerId === 'lotus')!;

@@ -10,19 +10,16 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import * as dagJson from '@ipld/dag-json';
-import { CarBlockIterator } from '@ipld/car/iterator';
 import { CarIndexer } from '@ipld/car/indexer';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { CID } from 'multiformats/cid';
 import type { EvidenceIndex } from '../../activities/evidence/bundle.js';
-import { cidOf, sha256 } from '../../activities/pack/cids.js';
-import { smallCar } from '../../activities/providers/kit/car.js';
 import type { EvidenceReport } from '../../activities/evidence/verify-evidence.js';
 import { startArchive, startRestore } from '../../workers/client.js';
 import { stewardStatusQuery, verifyNowUpdate } from '../../workflows/index.js';
 import { bytesOf, startTemporal, testConfig, tmpDir, withWorker, writeTree } from '../helpers/env.js';
 import { writeKeyPair } from './keypairs.js';
 import { runCli } from '../helpers/cli.js';
+import { putBlock, rewrite } from '../helpers/bundle.js';
 /** The CLI with only its --config file deciding the server and the key. */
 const runCliIsolated = (args: string[]) => runCli(args, { isolated: true });
 
@@ -52,37 +49,6 @@ async function tamper(file: string, out: string, cid: string, marker: string): P
   const at = b.offset + i + marker.length;
   copy[at] = copy[at] === 0x61 ? 0x62 : 0x61; // 'a' ↔ 'b': the block still decodes, its hash does not match
   fs.writeFileSync(out, copy);
-  return out;
-}
-
-/** Encode a dag-json value into `blocks`; its CID. */
-function put(blocks: Map<string, Uint8Array>, value: unknown): string {
-  const bytes = dagJson.encode(value);
-  const cid = cidOf(dagJson.code, sha256(bytes)).toString();
-  blocks.set(cid, bytes);
-  return cid;
-}
-
-/**
- * A bundle rewritten the way whoever holds it could: blocks edited and re-hashed, CIDs updated up
- * to a new index, so that every CID matches again. Only the signatures can tell.
- */
-async function rewrite(
-  file: string,
-  out: string,
-  edit: (index: EvidenceIndex, blocks: Map<string, Uint8Array>) => void,
-): Promise<string> {
-  const it = await CarBlockIterator.fromBytes(fs.readFileSync(file));
-  const root = (await it.getRoots())[0]!.toString();
-  const blocks = new Map<string, Uint8Array>();
-  for await (const b of it) blocks.set(b.cid.toString(), b.bytes);
-  const index = dagJson.decode(blocks.get(root)!) as EvidenceIndex;
-  blocks.delete(root);
-  edit(index, blocks);
-  const bytes = dagJson.encode(index);
-  const cid = cidOf(dagJson.code, sha256(bytes));
-  const all = [{ cid, bytes }, ...[...blocks].map(([c, b]) => ({ cid: CID.parse(c), bytes: b }))];
-  fs.writeFileSync(out, smallCar(cid, all));
   return out;
 }
 
@@ -258,7 +224,7 @@ describe('evidence bundles', () => {
     const edited = await rewrite(bundle1, path.join(data, 'rewritten-record.car'), (index, blocks) => {
       const last = index.audit.records.length - 1;
       const rec = dagJson.decode(blocks.get(index.audit.records[last]!)!) as Rec;
-      index.audit.records[last] = put(blocks, { ...rec, result: 'all fine, honestly' });
+      index.audit.records[last] = putBlock(blocks, { ...rec, result: 'all fine, honestly' });
       index.audit.head = index.audit.records[last]!;
     });
     const e1 = await verify([edited]);
@@ -272,7 +238,7 @@ describe('evidence bundles', () => {
       let prev: string | null = null;
       index.audit.records = index.audit.records.map((c) => {
         const { signature: _s, signer: _k, ...rec } = dagJson.decode(blocks.get(c)!) as Rec;
-        prev = put(blocks, { ...rec, prev, result: 'rewritten' });
+        prev = putBlock(blocks, { ...rec, prev, result: 'rewritten' });
         return prev;
       });
       index.audit.head = prev;
@@ -289,13 +255,13 @@ describe('evidence bundles', () => {
       const page = blocks.get(filesPage)!;
       const text = Buffer.from(page).toString();
       const at = text.indexOf('"sha256":"') + 10;
-      const newPage = put(
+      const newPage = putBlock(
         blocks,
         dagJson.decode(Buffer.from(text.slice(0, at) + (text[at] === 'a' ? 'b' : 'a') + text.slice(at + 1))),
       );
       const rootText = Buffer.from(blocks.get(index.manifestCid)!).toString().replace(filesPage, newPage);
       assert.ok(rootText.includes(newPage), 'the manifest root links the file page');
-      const newRoot = put(blocks, dagJson.decode(Buffer.from(rootText)));
+      const newRoot = putBlock(blocks, dagJson.decode(Buffer.from(rootText)));
       index.manifest.blocks = index.manifest.blocks.map((c) =>
         c === filesPage ? newPage : c === index.manifestCid ? newRoot : c,
       );

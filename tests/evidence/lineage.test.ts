@@ -9,48 +9,15 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import * as dagJson from '@ipld/dag-json';
-import { CarBlockIterator } from '@ipld/car/iterator';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { CID } from 'multiformats/cid';
-import type { EvidenceIndex } from '../../activities/evidence/bundle.js';
 import type { EvidenceReport } from '../../activities/evidence/verify-evidence.js';
-import { cidOf, sha256 } from '../../activities/pack/cids.js';
-import { smallCar } from '../../activities/providers/kit/car.js';
 import { LocalProvider } from '../../activities/providers/local.js';
 import { locateManifest } from '../../activities/restore/restore.js';
 import { bytesOf, startTemporal, tmpDir, writeTree } from '../helpers/env.js';
 import { runCli } from '../helpers/cli.js';
+import { readBundle, rewrite } from '../helpers/bundle.js';
 /** The CLI with only its --config file deciding the server and the key. */
 const runCliIsolated = (args: string[]) => runCli(args, { isolated: true });
-
-/** The bundle's blocks and its index. */
-async function readBundle(file: string) {
-  const it = await CarBlockIterator.fromBytes(fs.readFileSync(file));
-  const root = (await it.getRoots())[0]!.toString();
-  const blocks = new Map<string, Uint8Array>();
-  for await (const b of it) blocks.set(b.cid.toString(), b.bytes);
-  const index = dagJson.decode(blocks.get(root)!) as EvidenceIndex;
-  blocks.delete(root);
-  return { index, blocks };
-}
-
-/** The bundle written again with `edit` applied to its index and blocks (a new index CID). */
-async function rewrite(
-  file: string,
-  out: string,
-  edit: (i: EvidenceIndex, b: Map<string, Uint8Array>) => void,
-): Promise<string> {
-  const { index, blocks } = await readBundle(file);
-  edit(index, blocks);
-  const bytes = dagJson.encode(index);
-  const cid = cidOf(dagJson.code, sha256(bytes));
-  fs.writeFileSync(
-    out,
-    smallCar(cid, [{ cid, bytes }, ...[...blocks].map(([c, b]) => ({ cid: CID.parse(c), bytes: b }))]),
-  );
-  return out;
-}
 
 describe('lineage: archive --derived-from', () => {
   let env: TestWorkflowEnvironment | undefined;
