@@ -145,7 +145,65 @@ export interface EvidenceSummary {
   anchors: number;
 }
 
-/** Read every part from the providers and write the bundle to `o.out`. */
+/**
+ * Blocks waiting for the index, in the order the bundle holds them: framed into a file in the
+ * work directory as they are read, so memory holds one block and the CIDs the index lists.
+ */
+class BlockSpool {
+  private constructor(
+    readonly file: string,
+    private readonly fh: fsp.FileHandle,
+  ) {}
+
+  static async open(file: string): Promise<BlockSpool> {
+    return new BlockSpool(file, await fsp.open(file, 'w'));
+  }
+
+  async put(cid: CID, bytes: Uint8Array): Promise<void> {
+    await this.fh.write(Buffer.concat(carBlock(cid, bytes)));
+  }
+
+  async close(): Promise<void> {
+    await this.fh.close();
+  }
+}
+
+/**
+ * The manifest CAR's blocks in order (repeats too: the CAR is rebuilt from this list), each
+ * checked against its hash; nothing but the CIDs is kept.
+ */
+async function manifestOrder(car: string): Promise<string[]> {
+  const order: string[] = [];
+  for await (const b of await CarBlockIterator.fromIterable(fs.createReadStream(car))) {
+    const cid = CID.parse(b.cid.toString());
+    if (!blockMatches(cid, b.bytes)) throw new IntegrityError(`manifest block ${cid} does not match its hash`);
+    order.push(cid.toString());
+  }
+  return order;
+}
+
+/** The manifest CAR's blocks once each, as `manifestOrder` listed them (read again, checked again). */
+async function* manifestBlocksOnce(car: string, order: string[]): AsyncGenerator<{ cid: CID; bytes: Uint8Array }> {
+  const stored = new Set<string>();
+  let i = 0;
+  for await (const b of await CarBlockIterator.fromIterable(fs.createReadStream(car))) {
+    const cid = CID.parse(b.cid.toString());
+    const text = cid.toString();
+    if (order[i++] !== text || !blockMatches(cid, b.bytes))
+      throw new IntegrityError(`manifest block ${text} changed while the bundle was written`);
+    if (stored.has(text)) continue;
+    stored.add(text);
+    yield { cid, bytes: b.bytes };
+  }
+  if (i !== order.length) throw new IntegrityError(`the manifest CAR lost blocks while the bundle was written`);
+}
+
+/**
+ * Read every part from the providers and write the bundle to `o.out`, streaming: the index is the
+ * CAR's root and its first block, and it names every other block, so the blocks are listed first
+ * (the manifest's from its CAR on disk, the others into a spool file) and written after it. Memory
+ * holds the index (CIDs) and a block at a time, whatever the size of the manifest or the table.
+ */
 export async function writeEvidence(config: Config, o: WriteEvidenceOptions): Promise<EvidenceSummary> {
   const key = signingKeyOf(config);
   const publicKeys = verifyingKeysOf(config).map((k) => ({
@@ -155,105 +213,109 @@ export async function writeEvidence(config: Config, o: WriteEvidenceOptions): Pr
   }));
   const set = new ProviderSet(config.providers, o.extra ?? []);
   const work = await fsp.mkdtemp(path.join(os.tmpdir(), 'provenant-evidence-'));
-  const blocks: { cid: CID; bytes: Uint8Array }[] = [];
   try {
     // The manifest CAR, checked against its CAR CID on the way in; every block kept as it is.
     const m = await locateManifest(o.manifestCid, set.all(), work, o.signal);
-    const manifestBlocks: string[] = [];
-    const stored = new Set<string>();
-    const it = await CarBlockIterator.fromIterable(fs.createReadStream(path.join(work, 'manifest.car')));
-    for await (const b of it) {
-      const cid = CID.parse(b.cid.toString());
-      if (!blockMatches(cid, b.bytes)) throw new IntegrityError(`manifest block ${cid} does not match its hash`);
-      const again = stored.has(cid.toString());
-      manifestBlocks.push(cid.toString()); // in order, repeats too: the CAR is rebuilt from this list
-      if (again) continue;
-      stored.add(cid.toString());
-      blocks.push({ cid, bytes: b.bytes });
-    }
+    const manifestCar = path.join(work, 'manifest.car');
+    const manifestBlocks = await manifestOrder(manifestCar);
 
-    // The audit log, every stored copy checked (a broken chain is refused: it is not evidence).
+    const spool = await BlockSpool.open(path.join(work, 'blocks'));
     const records: string[] = [];
     let head: { cid: string; bytes: Uint8Array } | null = null;
-    if (o.auditHead) {
-      const a = await readAudit(config, o.auditHead, o.extra);
-      if (a.problems.length)
-        throw new IntegrityError(
-          `the audit log of ${m.manifest.datasetId} is broken: ${a.problems.map((p) => `${p.problem} ${p.cid}: ${p.detail}`).join('; ')}`,
-        );
-      for (const r of a.records) {
-        const { cid: stored, ...rec } = r;
-        const { cid, bytes } = encodeRecord(rec);
-        if (cid.toString() !== stored) throw new IntegrityError(`audit record ${stored} does not re-encode to its CID`);
-        records.push(stored);
-        blocks.push({ cid, bytes });
-        head = { cid: stored, bytes };
-      }
-    }
-
-    // The replica table: root and pages as stored; each replica's chain commitment, as an anchor.
     const pages: string[] = [];
     const anchors: Anchor[] = [];
     let table: { cid: string; bytes: Uint8Array } | null = null;
-    if (o.tableCid) {
-      const store = tableStoreOf({ config, providers: set });
-      const rootBytes = await store.get(o.tableCid);
-      table = { cid: o.tableCid, bytes: rootBytes };
-      blocks.push({ cid: CID.parse(o.tableCid), bytes: rootBytes });
-      for (const p of (await store.root(o.tableCid)).pages) {
-        const cid = p.cid.toString();
-        pages.push(cid);
-        const bytes = await store.get(cid);
-        blocks.push({ cid: CID.parse(cid), bytes });
-        // A commitment of another piece (an encrypted copy's: the chain holds its ciphertext) anchors
-        // nothing a verifier can rebuild from the bundle: it stays in the table, not listed here.
-        for (const r of (dagJson.decode(bytes) as { replicas?: StewardReplica[] }).replicas ?? [])
-          if (r.commitment?.pieceCid === r.pieceCid)
-            anchors.push({ shard: r.shard, providerId: r.providerId, pieceCid: r.pieceCid, commitment: r.commitment });
-      }
-    }
-
-    // Lineage: each ancestor manifest's root block (which names its own parents), parents first.
+    let replicas = 0;
     const lineage: string[] = [];
-    const queue = [...(m.manifest.derivedFrom ?? [])];
-    const seen = new Set<string>([o.manifestCid]);
-    while (queue.length > 0 && lineage.length < MAX_LINEAGE) {
-      const cid = queue.shift()!;
-      if (seen.has(cid)) continue;
-      seen.add(cid);
-      const dir = await fsp.mkdtemp(path.join(work, 'parent-'));
-      const parent = await locateManifest(cid, set.all(), dir, o.signal);
-      const it = await CarBlockIterator.fromIterable(fs.createReadStream(path.join(dir, 'manifest.car')));
-      for await (const b of it) {
-        if (b.cid.toString() !== cid) continue;
-        if (!blockMatches(CID.parse(cid), b.bytes))
-          throw new IntegrityError(`parent manifest ${cid} does not match its hash`);
-        lineage.push(cid);
-        blocks.push({ cid: CID.parse(cid), bytes: b.bytes });
-        break;
-      }
-      await fsp.rm(dir, { recursive: true, force: true });
-      queue.push(...(parent.manifest.derivedFrom ?? []));
-    }
-
-    const createdAt = new Date().toISOString();
+    let createdAt = '';
     const signatures: string[] = [];
-    if (key) {
-      const st = evidenceStatement({
-        datasetId: m.manifest.datasetId,
-        manifestCid: o.manifestCid,
-        auditHead: head,
-        auditRecords: records.length,
-        table,
-        createdAt,
-      });
-      const sig = dagBlock({
-        type: SIGNATURE_TYPE,
-        of: 'evidence',
-        envelope: signStatement(st, key),
-      } satisfies SignatureBlock);
-      signatures.push(sig.cid.toString());
-      blocks.push(sig);
+    try {
+      // The audit log, every stored copy checked (a broken chain is refused: it is not evidence).
+      if (o.auditHead) {
+        const a = await readAudit(config, o.auditHead, o.extra);
+        if (a.problems.length)
+          throw new IntegrityError(
+            `the audit log of ${m.manifest.datasetId} is broken: ${a.problems.map((p) => `${p.problem} ${p.cid}: ${p.detail}`).join('; ')}`,
+          );
+        for (const r of a.records) {
+          const { cid: stored, ...rec } = r;
+          const { cid, bytes } = encodeRecord(rec);
+          if (cid.toString() !== stored)
+            throw new IntegrityError(`audit record ${stored} does not re-encode to its CID`);
+          records.push(stored);
+          await spool.put(cid, bytes);
+          head = { cid: stored, bytes };
+        }
+      }
+
+      // The replica table: root and pages as stored; each replica's chain commitment, as an anchor.
+      if (o.tableCid) {
+        const store = tableStoreOf({ config, providers: set });
+        const rootBytes = await store.get(o.tableCid);
+        table = { cid: o.tableCid, bytes: rootBytes };
+        await spool.put(CID.parse(o.tableCid), rootBytes);
+        for (const p of (await store.root(o.tableCid)).pages) {
+          const cid = p.cid.toString();
+          pages.push(cid);
+          const bytes = await store.get(cid);
+          await spool.put(CID.parse(cid), bytes);
+          const page = (dagJson.decode(bytes) as { replicas?: StewardReplica[] }).replicas ?? [];
+          replicas += page.length;
+          // A commitment of another piece (an encrypted copy's: the chain holds its ciphertext) anchors
+          // nothing a verifier can rebuild from the bundle: it stays in the table, not listed here.
+          for (const r of page)
+            if (r.commitment?.pieceCid === r.pieceCid)
+              anchors.push({
+                shard: r.shard,
+                providerId: r.providerId,
+                pieceCid: r.pieceCid,
+                commitment: r.commitment,
+              });
+        }
+      }
+
+      // Lineage: each ancestor manifest's root block (which names its own parents), parents first.
+      const queue = [...(m.manifest.derivedFrom ?? [])];
+      const seen = new Set<string>([o.manifestCid]);
+      while (queue.length > 0 && lineage.length < MAX_LINEAGE) {
+        const cid = queue.shift()!;
+        if (seen.has(cid)) continue;
+        seen.add(cid);
+        const dir = await fsp.mkdtemp(path.join(work, 'parent-'));
+        const parent = await locateManifest(cid, set.all(), dir, o.signal);
+        const it = await CarBlockIterator.fromIterable(fs.createReadStream(path.join(dir, 'manifest.car')));
+        for await (const b of it) {
+          if (b.cid.toString() !== cid) continue;
+          if (!blockMatches(CID.parse(cid), b.bytes))
+            throw new IntegrityError(`parent manifest ${cid} does not match its hash`);
+          lineage.push(cid);
+          await spool.put(CID.parse(cid), b.bytes);
+          break;
+        }
+        await fsp.rm(dir, { recursive: true, force: true });
+        queue.push(...(parent.manifest.derivedFrom ?? []));
+      }
+
+      createdAt = new Date().toISOString();
+      if (key) {
+        const st = evidenceStatement({
+          datasetId: m.manifest.datasetId,
+          manifestCid: o.manifestCid,
+          auditHead: head,
+          auditRecords: records.length,
+          table,
+          createdAt,
+        });
+        const sig = dagBlock({
+          type: SIGNATURE_TYPE,
+          of: 'evidence',
+          envelope: signStatement(st, key),
+        } satisfies SignatureBlock);
+        signatures.push(sig.cid.toString());
+        await spool.put(sig.cid, sig.bytes);
+      }
+    } finally {
+      await spool.close();
     }
 
     const index: EvidenceIndex = {
@@ -282,8 +344,11 @@ export async function writeEvidence(config: Config, o: WriteEvidenceOptions): Pr
       await fh.write(chunk);
     };
     try {
-      await write(smallCar(root.cid, []));
-      for (const b of [root, ...blocks]) for (const part of carBlock(b.cid, b.bytes)) await write(part);
+      // Header and index, the manifest's blocks, then the spooled ones: the order they were listed in.
+      await write(smallCar(root.cid, [root]));
+      for await (const b of manifestBlocksOnce(manifestCar, manifestBlocks))
+        await write(Buffer.concat(carBlock(b.cid, b.bytes)));
+      for await (const chunk of fs.createReadStream(spool.file)) await write(chunk as Buffer);
       await fh.sync();
     } finally {
       await fh.close();
@@ -297,7 +362,7 @@ export async function writeEvidence(config: Config, o: WriteEvidenceOptions): Pr
       manifestCid: o.manifestCid,
       manifestBlocks: manifestBlocks.length,
       auditRecords: records.length,
-      replicas: table ? countReplicas(blocks, pages) : 0,
+      replicas,
       signed: !!key,
       ...(key ? { keyId: key.keyId } : {}),
       anchors: anchors.length,
@@ -306,13 +371,4 @@ export async function writeEvidence(config: Config, o: WriteEvidenceOptions): Pr
     await fsp.rm(work, { recursive: true, force: true });
     await set.close();
   }
-}
-
-function countReplicas(blocks: { cid: CID; bytes: Uint8Array }[], pages: string[]): number {
-  let n = 0;
-  for (const b of blocks) {
-    if (!pages.includes(b.cid.toString())) continue;
-    n += ((dagJson.decode(b.bytes) as { replicas?: unknown[] }).replicas ?? []).length;
-  }
-  return n;
 }

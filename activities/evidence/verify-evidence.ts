@@ -14,7 +14,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import * as dagJson from '@ipld/dag-json';
-import { CarBlockIterator } from '@ipld/car/iterator';
+import { CarIndexer } from '@ipld/car/indexer';
 import { CID } from 'multiformats/cid';
 import type { ChainCommitment, StewardReplica } from '../../shared/types.js';
 import {
@@ -129,6 +129,56 @@ function manifestBlockRole(bytes: Uint8Array, isRoot: boolean): string {
   return 'manifest block';
 }
 
+/**
+ * The blocks of a bundle on disk, by CID: only each block's byte range is held (its first copy, as
+ * a reader of the CAR would keep), and its bytes are read when asked for, so a bundle of any size
+ * is checked in bounded memory.
+ */
+class BundleBlocks {
+  private readonly at = new Map<string, { offset: number; length: number }>();
+
+  private constructor(readonly file: string) {}
+
+  /** Every section of the CAR framed within the file, or the decoder's error. */
+  static async open(file: string): Promise<{ roots: CID[]; blocks: BundleBlocks }> {
+    const blocks = new BundleBlocks(file);
+    const size = fs.statSync(file).size;
+    const indexer = await CarIndexer.fromIterable(fs.createReadStream(file));
+    for await (const e of indexer) {
+      // The indexer skips over a section's bytes: one that runs past the end is cut short.
+      if (e.blockOffset + e.blockLength > size) throw new Error('Unexpected end of data');
+      const key = e.cid.toString();
+      if (!blocks.at.has(key)) blocks.at.set(key, { offset: e.blockOffset, length: e.blockLength });
+    }
+    return { roots: (await indexer.getRoots()) as unknown as CID[], blocks };
+  }
+
+  has(cid: string): boolean {
+    return this.at.has(cid);
+  }
+
+  keys(): IterableIterator<string> {
+    return this.at.keys();
+  }
+
+  get(cid: string): Uint8Array | undefined {
+    const r = this.at.get(cid);
+    if (!r) return undefined;
+    const buf = Buffer.allocUnsafe(r.length);
+    const fd = fs.openSync(this.file, 'r');
+    try {
+      for (let got = 0; got < r.length;) {
+        const n = fs.readSync(fd, buf, got, r.length - got, r.offset + got);
+        if (n === 0) return buf.subarray(0, got); // the file shrank: what is left fails its hash
+        got += n;
+      }
+    } finally {
+      fs.closeSync(fd);
+    }
+    return buf;
+  }
+}
+
 async function sha256File(file: string): Promise<string> {
   const h = crypto.createHash('sha256');
   for await (const c of fs.createReadStream(file)) h.update(c as Buffer);
@@ -160,12 +210,10 @@ export async function verifyEvidence(file: string, o: VerifyEvidenceOptions): Pr
   };
 
   // ---- the CAR and its index -------------------------------------------------------------
-  const all = new Map<string, Uint8Array>();
+  let all: BundleBlocks;
   let roots: CID[];
   try {
-    const it = await CarBlockIterator.fromIterable(fs.createReadStream(file));
-    roots = (await it.getRoots()) as unknown as CID[];
-    for await (const b of it) if (!all.has(b.cid.toString())) all.set(b.cid.toString(), b.bytes);
+    ({ roots, blocks: all } = await BundleBlocks.open(file));
   } catch (err) {
     broken('bundle', file, `not a readable CAR: ${(err as Error).message}`);
     return finish();
@@ -233,32 +281,48 @@ export async function verifyEvidence(file: string, o: VerifyEvidenceOptions): Pr
   };
 
   // ---- manifest -------------------------------------------------------------------------
-  const mBlocks = new Map<string, Uint8Array>();
+  // The intact manifest blocks, read again from the file when a page is needed (each checked again).
+  const mIntact = new Set<string>();
+  const mBlocks: BlockSource & { has(cid: string): boolean } = {
+    has: (cid) => mIntact.has(cid),
+    get: (cid) => {
+      if (!mIntact.has(cid)) return undefined;
+      const b = all.get(cid);
+      return b && blockMatches(CID.parse(cid), b) ? b : undefined;
+    },
+  };
   for (const cid of index.manifest?.blocks ?? []) {
     listed.add(cid);
     const b = intact(cid, 'manifest', 'manifest block', cid, (x) => manifestBlockRole(x, cid === index.manifestCid));
-    if (b) mBlocks.set(cid, b);
+    if (b) mIntact.add(cid);
   }
   if (!(index.manifest?.blocks ?? []).includes(index.manifestCid))
     broken('manifest', index.manifestCid, 'the manifest root block is not in the bundle');
   let manifest: Manifest | undefined;
-  let files: FileRecord[] = [];
+  /** The file records could all be read (they are read again, page by page, to check a directory). */
+  let filesRead = false;
   const rootM = mBlocks.get(index.manifestCid);
   if (rootM) {
     const parsed = ManifestSchema.safeParse(decodeLoose(rootM));
     if (!parsed.success) broken('manifest', index.manifestCid, 'the manifest root is not a Provenant manifest');
     else {
       manifest = parsed.data;
-      const pages: BlockSource = { get: (cid) => mBlocks.get(cid) };
       try {
-        files = [...manifestFiles(manifest, pages)];
-        const shards = [...manifestShards(manifest, pages)].length;
+        let count = 0;
+        let bytes = 0;
+        for (const f of manifestFiles(manifest, mBlocks)) {
+          count++;
+          bytes += f.size;
+        }
+        filesRead = true;
+        let shards = 0;
+        for (const s of manifestShards(manifest, mBlocks)) if (s) shards++;
         report.manifest = {
           createdAt: manifest.createdAt,
-          files: files.length,
-          bytes: files.reduce((n, f) => n + f.size, 0),
+          files: count,
+          bytes,
           shards,
-          blocks: mBlocks.size,
+          blocks: mIntact.size,
           ...(manifest.source ? { source: describeSource(manifest.source) } : {}),
         };
       } catch (err) {
@@ -281,9 +345,18 @@ export async function verifyEvidence(file: string, o: VerifyEvidenceOptions): Pr
   if (manifest && order[0] === index.manifestCid && order.every((c) => mBlocks.has(c))) {
     const commp = new CommPHasher();
     commp.update(carHeader(CID.parse(index.manifestCid)));
-    for (const c of order) for (const part of carBlock(CID.parse(c), mBlocks.get(c)!)) commp.update(part);
-    manifestPiece = commp.digest().pieceCid;
-    if (index.manifest.pieceCid !== manifestPiece)
+    let whole = true;
+    for (const c of order) {
+      const b = mBlocks.get(c);
+      if (!b) {
+        broken('manifest', c, `manifest block ${c} changed while the bundle was read`);
+        whole = false;
+        break;
+      }
+      for (const part of carBlock(CID.parse(c), b)) commp.update(part);
+    }
+    if (whole) manifestPiece = commp.digest().pieceCid;
+    if (manifestPiece && index.manifest.pieceCid !== manifestPiece)
       broken(
         'manifest',
         'manifest piece',
@@ -400,7 +473,9 @@ export async function verifyEvidence(file: string, o: VerifyEvidenceOptions): Pr
 
   // ---- replica table --------------------------------------------------------------------
   const tableCid = index.replicaTable?.root ?? null;
-  const tableReplicas: StewardReplica[] = [];
+  /** The table's chain commitments, each as `commitmentKey` of its replica (not the replicas: they grow with the dataset). */
+  const tableCommitments = new Set<string>();
+  let committed = 0;
   /** Every page of the table was read (an anchor it does not hold is then not in the table). */
   let tableRead = false;
   let tableBytes: Uint8Array | undefined;
@@ -433,7 +508,10 @@ export async function verifyEvidence(file: string, o: VerifyEvidenceOptions): Pr
       if (b && page?.type !== 'provenant/replica-page') broken('replica', cid, 'not a replica table page');
       if (page?.type !== 'provenant/replica-page') tableRead = false;
       for (const r of page?.replicas ?? []) {
-        tableReplicas.push(r);
+        if (r.commitment) {
+          committed++;
+          tableCommitments.add(commitmentKey(r.shard, r.providerId, r.pieceCid, r.commitment));
+        }
         count++;
         pieces.add(r.pieceCid);
         const p = (byProvider[r.providerId] ??= { replicas: 0, healthy: 0 });
@@ -449,8 +527,7 @@ export async function verifyEvidence(file: string, o: VerifyEvidenceOptions): Pr
     const shardPieces = new Map<number, string>();
     if (manifest)
       try {
-        for (const s of manifestShards(manifest, { get: (cid) => mBlocks.get(cid) }))
-          shardPieces.set(s.index, s.pieceCid);
+        for (const s of manifestShards(manifest, mBlocks)) shardPieces.set(s.index, s.pieceCid);
       } catch {
         // A damaged shard page was reported with the manifest.
       }
@@ -463,13 +540,7 @@ export async function verifyEvidence(file: string, o: VerifyEvidenceOptions): Pr
         broken('anchor', ref, 'not a chain commitment (kind and epoch)');
         continue;
       }
-      const inTable = tableReplicas.find(
-        (r) =>
-          r.shard === a.shard &&
-          r.providerId === a.providerId &&
-          r.pieceCid === a.pieceCid &&
-          JSON.stringify(r.commitment) === JSON.stringify(c),
-      );
+      const inTable = tableCommitments.has(commitmentKey(a.shard, a.providerId, a.pieceCid, c));
       if (!tableCid) {
         broken('anchor', ref, 'the bundle has no replica table to hold it');
         continue;
@@ -525,7 +596,6 @@ export async function verifyEvidence(file: string, o: VerifyEvidenceOptions): Pr
       });
     }
     report.anchors = anchors;
-    const committed = tableReplicas.filter((r) => r.commitment).length;
     if (tableRead && committed > index.anchors.length)
       report.notes.push(
         `${committed - index.anchors.length} chain commitment(s) in the replica table are not listed as anchors (an encrypted copy's commits its ciphertext)`,
@@ -594,8 +664,10 @@ export async function verifyEvidence(file: string, o: VerifyEvidenceOptions): Pr
   if (o.dir && manifest) {
     const dir = o.dir.path;
     let matched = 0;
+    let checked = 0;
     const known = new Set<string>();
-    for (const f of files) {
+    for (const f of filesRead ? manifestFiles(manifest, mBlocks) : []) {
+      checked++;
       known.add(f.path);
       const p = path.join(dir, f.path);
       let st: fs.Stats;
@@ -617,7 +689,7 @@ export async function verifyEvidence(file: string, o: VerifyEvidenceOptions): Pr
     let extra = 0;
     for (const r of walk(dir)) if (!known.has(r)) extra++;
     if (extra) report.notes.push(`${extra} file(s) in ${dir} are not in the manifest`);
-    report.files = { dir: path.resolve(dir), as: o.dir.as, checked: files.length, matched, extra };
+    report.files = { dir: path.resolve(dir), as: o.dir.as, checked, matched, extra };
   }
 
   // ---- who signed, and is that enough ----------------------------------------------------
@@ -635,6 +707,11 @@ export async function verifyEvidence(file: string, o: VerifyEvidenceOptions): Pr
     broken('trust', 'signer', why);
   }
   return finish();
+}
+
+/** A replica's commitment as one string: an anchor is in the table when its key is. */
+function commitmentKey(shard: number, providerId: string, pieceCid: string, c: ChainCommitment): string {
+  return JSON.stringify([shard, providerId, pieceCid, c]);
 }
 
 /** A commitment's chain ids, as a reader would look them up. */
