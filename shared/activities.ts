@@ -287,7 +287,13 @@ export interface HostQueueActivities {
   provenantPack(s: PackRequest): Promise<PackResult>;
   /** Cut the scanned listing into units any worker packs (their plans stored on the providers). */
   provenantPlanUnits(
-    s: StageRef & { shardBytes: number; chunkBytes: number; unitShards: number },
+    s: StageRef & {
+      shardBytes: number;
+      chunkBytes: number;
+      unitShards: number;
+      /** The providers the shards may go to: an encrypting run refuses plaintext-only ones here. */
+      providerIds?: string[];
+    },
   ): Promise<PlanSummary>;
   /**
    * Shards [from, from + count) of a finished pack. With `wait`, of a pack that may still run: the

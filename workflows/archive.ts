@@ -360,7 +360,13 @@ async function archiveRun(
       const unitShards = input.unitShards;
       const chunkBytes = input.chunkBytes ?? DEFAULT_CHUNK;
       const plan = await work.run(() =>
-        host.provenantPlanUnits({ ...stage, shardBytes: input.shardBytes, chunkBytes, unitShards }),
+        host.provenantPlanUnits({
+          ...stage,
+          shardBytes: input.shardBytes,
+          chunkBytes,
+          unitShards,
+          providerIds: input.providers.map((p) => p.id),
+        }),
       );
       planPages = plan.planPages;
       // The listing has served: nothing else runs on the scanning host, which may go away now.

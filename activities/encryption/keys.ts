@@ -4,7 +4,9 @@
  * The user names a key-encryption key (KEK) by file or environment variable (config
  * `encryption`); it never leaves the worker or CLI that reads it. Each archive run draws a random
  * 32-byte data key when it starts packing, wraps it with the KEK (AES key wrap, RFC 3394) and keeps
- * only the wrapped key, in the run's staging on its host: workflow history carries neither. The
+ * only the wrapped key, in the run's staging on its host; packed in units, also in the plan's pages
+ * on the providers, where the worker of each unit reads it and unwraps it with its own KEK
+ * (pack/units.ts). Workflow history carries neither key nor wrapped key. The
  * manifest records what a restore needs — the cipher, the chunk size, the wrapped key and the id
  * of the KEK that wrapped it — never a key. A restore, a steward round or a repair unwraps the data
  * key with the KEK configured where it runs; a missing or different KEK is an EncryptionKeyError.
@@ -162,14 +164,6 @@ export function refusePlaintextOnlyProviders(providers: StorageProvider[]): void
   if (bad.length)
     throw new EncryptionUnsupportedError(
       `encrypted shards cannot go to ${bad.map((p) => `${p.id} (${p.kind})`).join(', ')}: use local or s3 providers, or archive without encryption`,
-    );
-}
-
-/** Refuse to start packing in units with encryption on (the units store their pieces from any worker). */
-export function refuseEncryptedUnits(config: Config): void {
-  if (encryptionEnabled(config.encryption))
-    throw new EncryptionUnsupportedError(
-      'packing in units (unitShards) cannot encrypt yet: archive without unitShards',
     );
 }
 

@@ -13,7 +13,7 @@ import { TOOL_NAME, TOOL_VERSION } from '../../version.js';
 import type { StageContext } from '../context.js';
 import { writeManifest } from '../manifest/manifest.js';
 import {
-  refuseEncryptedUnits,
+  encryptedContext,
   refusePlaintextOnlyProviders,
   runEncryption,
   startRunEncryption,
@@ -173,9 +173,16 @@ export function createPackActivities(ctx: StageContext) {
     // Heartbeats while it stores the plan blocks (a block per unit: thousands for a large dataset).
     provenantPlanUnits: boundary(async (s) =>
       whileBeating(async () => {
-        refuseEncryptedUnits(ctx.config);
+        // The run's data key is drawn here, once; its wrapped form rides in the plan's pages to
+        // the units' workers, each unwrapping it with its own key-encryption key.
+        const encryption = await startRunEncryption(ctx.config, stageDir(s));
+        if (encryption && s.providerIds) refusePlaintextOnlyProviders(s.providerIds.map((id) => providers.get(id)));
         const store = unitStore(ctx);
-        const plan = await planUnits(path.join(stageDir(s), 'listing.ndjson'), s, (v) => storeBlock(store, v));
+        const plan = await planUnits(
+          path.join(stageDir(s), 'listing.ndjson'),
+          { ...s, ...(encryption ? { encryption } : {}) },
+          (v) => storeBlock(store, v),
+        );
         return { ...plan, host: os.hostname() };
       }),
     ),
@@ -236,9 +243,11 @@ export function createPackActivities(ctx: StageContext) {
         let failed = 0;
         for (const cid of results) {
           const res = await loadBlock<UnitResult>(store, cid, UNIT_RESULT_TYPE);
+          // An encrypting run's shards are stored under ids of its data key.
+          const rctx = res.placements.some((l) => !l.placement.existed) ? encryptedContext(ctx, res.encryption) : ctx;
           for (const l of res.placements) {
             if (l.placement.existed) continue;
-            const done = await retirePiece(ctx, { pieceCid: l.piece.pieceCid, providerId: l.placement.providerId });
+            const done = await retirePiece(rctx, { pieceCid: l.piece.pieceCid, providerId: l.placement.providerId });
             if (done.deleted) retired++;
             else failed++;
             Context.current().heartbeat(retired + failed);

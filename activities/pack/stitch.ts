@@ -9,6 +9,10 @@
  *
  * A file split across units is hashed (sha256) again from the source, in one pass: sha256 cannot
  * be resumed from parts. Files within one unit were hashed by it as it read them.
+ *
+ * An encrypting run's plan pages carry its encryption record: the tree shards are stored as
+ * ciphertext (the data key unwrapped with this worker's key-encryption key), the manifest as it is,
+ * recording the encryption for restores.
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -19,6 +23,7 @@ import { FOC_MAX_PIECE_BYTES } from '../../config/schema.js';
 import type { ReplicaTableSummary, StitchRequest, StitchResult } from '../../shared/types.js';
 import { TOOL_NAME, TOOL_VERSION } from '../../version.js';
 import type { StageContext } from '../context.js';
+import { encryptedContext } from '../encryption/keys.js';
 import { IntegrityError, SourceChangedError, StagingMissingError } from '../errors.js';
 import { signingKeyOf } from '../evidence/keys.js';
 import { signManifest } from '../evidence/sign.js';
@@ -95,6 +100,10 @@ export async function stitch(
   // Stitched already in this run (a retry after a lost result): that manifest and table stand.
   const done = await findRecord<StitchResult>(STITCH_RUN, stitchRunOf(req), ctx.providers.all(), o.signal);
   if (done) return done;
+  // Every plan page carries the run's encryption record, if it encrypts.
+  const firstPage = req.planPages[0];
+  const encryption = firstPage ? (await loadBlock<PlanPage>(store, firstPage, PLAN_PAGE_TYPE)).encryption : undefined;
+  const treeCtx = encryptedContext(ctx, encryption);
   const dir = path.join(ctx.stageDir(req), 'stitch');
   await fsp.rm(dir, { recursive: true, force: true });
   await fsp.mkdir(dir, { recursive: true });
@@ -121,7 +130,7 @@ export async function stitch(
     while (treeClosed.length > 0) {
       const info = treeClosed.shift()!;
       const file = path.join(dir, info.file);
-      const lines = await placeCopies(ctx, {
+      const lines = await placeCopies(treeCtx, {
         ...req,
         file,
         piece: shardPiece(info),
@@ -267,6 +276,7 @@ export async function stitch(
       tool: { name: TOOL_NAME, version: TOOL_VERSION },
       createdAt: req.manifest.createdAt,
       layout: { chunkBytes: req.chunkBytes, fileWidth: FILE_WIDTH, shardBytes: req.shardBytes },
+      ...(encryption ? { encryption } : {}),
     },
     shards,
     filesPath,

@@ -5,12 +5,16 @@
  * the unit's result (shards, block indexes, placements) as a block on the providers. Staging
  * holds at most the unit's shards. A retry, here or on another worker, starts the unit over:
  * its shards come out identical and their copies are already stored (puts are idempotent).
+ * An encrypting run's plan page carries its wrapped data key: the unit stores its shards as
+ * ciphertext under the data key it unwraps with this worker's own key-encryption key, and fails
+ * with EncryptionKeyError, before reading a byte, on a worker without that key.
  */
 import crypto from 'node:crypto';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import type { UnitRequest, UnitSummary } from '../../shared/types.js';
 import type { StageContext } from '../context.js';
+import { encryptedContext } from '../encryption/keys.js';
 import { FileChangedError, IntegrityError, showPath, SourceChangedError, UnreadableFileError } from '../errors.js';
 import { createSource } from '../ingest/mirror.js';
 import type { Source } from '../ingest/sources.js';
@@ -137,6 +141,8 @@ export async function packUnit(
   const planCid = page.units[req.slot];
   if (!planCid) throw new IntegrityError(`plan page ${req.planPage} has no unit ${req.slot}`);
   const plan = await loadBlock<UnitPlan>(store, planCid, UNIT_PLAN_TYPE);
+  // Shards go out as ciphertext when the run encrypts; the plan and result blocks as they are.
+  const shardCtx = encryptedContext(ctx, page.encryption);
   const dir = path.join(ctx.stageDir(req), `unit-${plan.unit}`);
   await fsp.rm(dir, { recursive: true, force: true }); // a retry on this worker starts the unit over
   await fsp.mkdir(dir, { recursive: true });
@@ -158,7 +164,7 @@ export async function packUnit(
       const file = path.join(dir, info.file);
       shards.push({ info, index: readBlockIndex(path.join(dir, blockIndexName(info.file))) });
       ctx.metrics.packed({ carBytes: info.carBytes, shards: 1 });
-      const lines = await placeCopies(ctx, {
+      const lines = await placeCopies(shardCtx, {
         ...req,
         file,
         piece: shardPiece(info),
@@ -234,7 +240,14 @@ export async function packUnit(
   } finally {
     source?.close();
   }
-  const result: UnitResult = { type: UNIT_RESULT_TYPE, unit: plan.unit, shards, placements, sha256 };
+  const result: UnitResult = {
+    type: UNIT_RESULT_TYPE,
+    unit: plan.unit,
+    shards,
+    placements,
+    sha256,
+    ...(page.encryption ? { encryption: page.encryption } : {}),
+  };
   const cid = await storeBlock(store, result);
   const summary: UnitSummary = { unit: plan.unit, result: cid, shards: shards.length, bytes, replicas };
   await putRecord(UNIT_RUN, unitRunOf(req), summary, ctx.providers.all());

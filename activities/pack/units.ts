@@ -14,7 +14,10 @@
  *
  * The blocks. A unit's plan (its listing events) and a unit's result (its shards, their block
  * indexes and where their copies went) are dag-json blocks stored as small CARs on the providers,
- * as the replica table's pages are (steward/table.ts): only their CIDs go through Temporal.
+ * as the replica table's pages are (steward/table.ts): only their CIDs go through Temporal. An
+ * encrypting run's plan pages and results also carry its encryption record (the wrapped data key
+ * and the id of the key that wrapped it, never a key): every unit's worker, and the stitch, read
+ * it there and unwrap the data key with the key-encryption key configured where they run.
  */
 import fs from 'node:fs';
 import readline from 'node:readline';
@@ -22,6 +25,7 @@ import * as dagJson from '@ipld/dag-json';
 import { CID } from 'multiformats/cid';
 import varint from 'varint';
 import { IntegrityError, PieceSizeExceededError, StagingMissingError } from '../errors.js';
+import type { DatasetEncryption } from '../encryption/record.js';
 import type { ListingLine } from '../ingest/scan.js';
 import type { TableStore } from '../steward/table.js';
 import { encodeBlock } from '../steward/table.js';
@@ -98,6 +102,8 @@ export interface UnitShard {
 export interface PlanPage {
   type: typeof PLAN_PAGE_TYPE;
   units: string[];
+  /** The run's encryption record, when it encrypts (the same on every page). */
+  encryption?: DatasetEncryption;
 }
 
 /** A page's results: its units' result CIDs, in plan order. */
@@ -114,6 +120,8 @@ export interface UnitResult {
   placements: JournalLine[];
   /** sha256 of the files of more than one leaf wholly in this unit, by file ordinal. */
   sha256: Record<string, string>;
+  /** The run's encryption record, when it encrypts: a failed archive retires the ciphertext through it. */
+  encryption?: DatasetEncryption;
 }
 
 /** The piece a shard is stored as. */
@@ -137,11 +145,11 @@ function framed(length: number): number {
 /**
  * Cut a listing into units of `unitShards` data shards each; `store` keeps each unit's plan
  * (it is given the plan block and returns its CID). A block that could not fit a shard is refused
- * here, before anything is read.
+ * here, before anything is read. An encrypting run's `encryption` record goes into every page.
  */
 export async function planUnits(
   listingPath: string,
-  o: { shardBytes: number; chunkBytes: number; unitShards: number },
+  o: { shardBytes: number; chunkBytes: number; unitShards: number; encryption?: DatasetEncryption },
   store: (value: unknown) => Promise<string>,
 ): Promise<Omit<PlanSummary, 'host'>> {
   if (!fs.existsSync(listingPath)) throw new StagingMissingError(`listing missing: ${listingPath}`);
@@ -157,7 +165,13 @@ export async function planUnits(
   let bytes = 0;
   const flushPage = async (force: boolean) => {
     if (unitPlanCids.length >= UNITS_PER_PAGE || (force && unitPlanCids.length > 0))
-      planPages.push(await store({ type: PLAN_PAGE_TYPE, units: unitPlanCids.splice(0) }));
+      planPages.push(
+        await store({
+          type: PLAN_PAGE_TYPE,
+          units: unitPlanCids.splice(0),
+          ...(o.encryption ? { encryption: o.encryption } : {}),
+        }),
+      );
   };
   const finishUnit = async () => {
     unitPlanCids.push(await store(unit));

@@ -6,9 +6,12 @@
  * a key or the wrapped key. A restore decrypts and checks the plaintext, byte-identical; a steward
  * round verifies the ciphertext replicas, finds a flipped bit (local) and a deleted object (MinIO),
  * and repairs both with the very ciphertext that was lost; a restore with another key-encryption
- * key, or none, fails with EncryptionKeyError and writes nothing.
+ * key, or none, fails with EncryptionKeyError and writes nothing. Packed in units by two worker
+ * processes, each with its own staging and its own copy of the key: the units' shards and the tree
+ * shards are ciphertext too, the root CID is the single pack's, and the restore is byte-identical.
  */
 import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -63,6 +66,18 @@ function texts(v: unknown, out: string[] = [], seen = new Set<object>()): string
   return out;
 }
 
+/** No workflow history holds the key-encryption key, the data key or the wrapped key. */
+async function assertNoKeyInHistory(e: TestWorkflowEnvironment, keys: Buffer[], wrappedKey: string): Promise<void> {
+  const corpus: string[] = [];
+  for await (const w of e.client.workflow.list())
+    texts(await e.client.workflow.getHandle(w.workflowId, w.runId).fetchHistory(), corpus);
+  const all = corpus.join('\n');
+  for (const key of keys)
+    for (const form of ['hex', 'base64', 'base64url'] as const)
+      assert.ok(!all.includes(key.toString(form)), `a key (${form}) found in workflow history`);
+  assert.ok(!all.includes(wrappedKey), 'the wrapped key found in workflow history');
+}
+
 describe('client-side encryption: providers only see ciphertext; verify, repair and restore work', () => {
   let env: TestWorkflowEnvironment | undefined;
   let minio: Started<MinioServer> | undefined;
@@ -114,15 +129,15 @@ describe('client-side encryption: providers only see ciphertext; verify, repair 
     } as Partial<ConfigInput>);
 
   let s3cfg: ProviderConfig;
-  const s3Objects = async (): Promise<Map<string, Buffer>> => {
+  const s3Objects = async (from = bucket): Promise<Map<string, Buffer>> => {
     const c = minio?.ok ? minio.server.client() : undefined;
     const out = new Map<string, Buffer>();
     try {
       let token: string | undefined;
       do {
-        const page = await c!.send(new ListObjectsV2Command({ Bucket: bucket, ContinuationToken: token }));
+        const page = await c!.send(new ListObjectsV2Command({ Bucket: from, ContinuationToken: token }));
         for (const o of page.Contents ?? []) {
-          const r = await c!.send(new GetObjectCommand({ Bucket: bucket, Key: o.Key! }));
+          const r = await c!.send(new GetObjectCommand({ Bucket: from, Key: o.Key! }));
           out.set(o.Key!, Buffer.from(await r.Body!.transformToByteArray()));
         }
         token = page.NextContinuationToken;
@@ -189,15 +204,7 @@ describe('client-side encryption: providers only see ciphertext; verify, repair 
       assert.ok(pieces.has(`${cipher.storedId(sh.pieceCid)}.car`), `shard ${sh.index} is stored under its id`);
     }
 
-    // No workflow history holds the key-encryption key, the data key or the wrapped key.
-    const corpus: string[] = [];
-    for await (const w of e.client.workflow.list())
-      texts(await e.client.workflow.getHandle(w.workflowId, w.runId).fetchHistory(), corpus);
-    const all = corpus.join('\n');
-    for (const key of [kek, dataKey])
-      for (const form of ['hex', 'base64', 'base64url'] as const)
-        assert.ok(!all.includes(key.toString(form)), `a key (${form}) found in workflow history`);
-    assert.ok(!all.includes(enc.wrappedKey), 'the wrapped key found in workflow history');
+    await assertNoKeyInHistory(e, [kek, dataKey], enc.wrappedKey);
   });
 
   it('restores byte-identical, every chunk authenticated and every block checked as plaintext', async (t) => {
@@ -318,5 +325,115 @@ describe('client-side encryption: providers only see ciphertext; verify, repair 
       tally.detected++;
       assert.equal(readTree(target).size, 0, `nothing restored with ${what}`);
     }
+  });
+  it('packs in units on two worker processes, each unwrapping the plan’s data key with its own key: ciphertext only, the same root CID, restored byte-identical', async (t) => {
+    if (!env || !summary) return t.skip('no encrypted archive');
+    const server = serverOr(t, minio);
+    if (!server) return;
+    const e = env;
+    const unitBucket = await server.createBucket();
+    const unitLocal = path.join(data, 'ux');
+    const providers = [
+      { kind: 'local', id: 'ux', path: unitLocal },
+      {
+        kind: 's3',
+        id: 'su',
+        endpoint: server.endpoint,
+        bucket: unitBucket,
+        forcePathStyle: true,
+        ...server.exportCredentials(),
+      },
+    ];
+    // 2 MiB shards of 1 MiB leaves: a unit a shard, several units.
+    const base = {
+      dataDir: path.join(data, 'home-units'),
+      providers,
+      replication: { copies: 2 },
+      pack: { shardBytes: 2 * MiB, unitShards: 1 },
+      encryption: { keyEnv: KEK_ENV, chunkBytes: 64 * 1024 },
+    };
+    const units = testConfig(base.dataDir, { ...base, stagingDir: path.join(data, 'staging-units') } as never);
+    const workers: ChildProcess[] = [];
+    const worker = (name: string) => {
+      const file = path.join(data, `config-${name}.json`);
+      fs.writeFileSync(
+        file,
+        JSON.stringify({
+          ...base,
+          stagingDir: path.join(data, name),
+          temporal: { taskQueue: units.temporal.taskQueue, heartbeatTimeout: '3 seconds' },
+        }),
+      );
+      // Each process reads the key from its own environment (the same variable, the same key).
+      const w = spawn(process.execPath, [path.resolve('dist/workers/main.js')], {
+        env: {
+          ...process.env,
+          PROVENANT_CONFIG: file,
+          TEMPORAL_ADDRESS: e.address,
+          TEMPORAL_NAMESPACE: e.namespace ?? 'default',
+        },
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
+      workers.push(w);
+    };
+    let s: ArchiveSummary;
+    try {
+      worker('staging-ua');
+      worker('staging-ub');
+      const { handle } = await startArchive(e.client, units, {
+        dir: src(),
+        datasetId: 'encrypted-units',
+        workflowId: 'encrypted-units',
+        noSteward: true,
+      });
+      s = await handle.result();
+      const identities = new Set<string>();
+      for (const ev of (await e.client.workflow.getHandle('encrypted-units/units-0').fetchHistory()).events ?? [])
+        if (ev.activityTaskStartedEventAttributes) identities.add(ev.activityTaskStartedEventAttributes.identity ?? '');
+      assert.ok(identities.size >= 2, `units ran on ${identities.size} workers: ${[...identities].join(', ')}`);
+    } finally {
+      for (const w of workers) {
+        if (w.exitCode !== null || w.signalCode !== null) continue;
+        w.kill('SIGTERM');
+        await new Promise((r) => w.once('exit', r));
+      }
+    }
+    tally.trials++;
+    assert.equal(s.rootCid, summary.rootCid, 'the units’ DAG is the single pack’s');
+    assert.equal(s.replicas.ux, s.shards);
+    assert.equal(s.replicas.su, s.shards);
+
+    // Every data and tree shard is stored as ciphertext under its id; nothing stored holds plaintext.
+    const m = await locateManifest(s.manifestCid, [new LocalProvider('ux', unitLocal)], tmpDir('pv-encryption-um-'));
+    const enc = m.manifest.encryption;
+    assert.ok(enc, 'the stitched manifest records the encryption');
+    assert.equal(enc.keyId, loadKek({ keyEnv: KEK_ENV })!.keyId);
+    const dataKey = unwrapDataKey(enc, loadKek({ keyEnv: KEK_ENV }));
+    const cipher = new ShardCipher(dataKey, enc.chunkBytes);
+    const pieces = new Set(fs.readdirSync(path.join(unitLocal, 'pieces')));
+    const shards = [...manifestShards(m.manifest, m.pages)];
+    assert.equal(shards.length, s.shards);
+    for (const sh of shards) {
+      assert.ok(!pieces.has(`${sh.pieceCid}.car`), `shard ${sh.index} is not stored under its piece CID`);
+      assert.ok(pieces.has(`${cipher.storedId(sh.pieceCid)}.car`), `shard ${sh.index} is stored under its id`);
+    }
+    const a = fs.readFileSync(path.join(src(), 'weights/a.bin'));
+    const needles = [Buffer.from(MARKER), a.subarray(MiB, MiB + 64), a.subarray(3 * MiB, 3 * MiB + 64)];
+    const stored: [string, Buffer][] = [
+      ...filesBelow(unitLocal).map((f): [string, Buffer] => [f, fs.readFileSync(f)]),
+      ...(await s3Objects(unitBucket)),
+    ];
+    assert.ok(stored.length > 2 * s.shards, `${stored.length} stored files and objects`);
+    for (const [name, bytes] of stored)
+      for (const n of needles) assert.ok(!bytes.includes(n), `plaintext found in ${name}`);
+    // The wrapped key went to the units through the plan's pages, not through workflow history.
+    await assertNoKeyInHistory(e, [kek, dataKey], enc.wrappedKey);
+
+    const target = path.join(data, 'restored-units');
+    await withWorker(e, units, async () =>
+      (await startRestore(e.client, units, { manifestCid: s.manifestCid, target, force: false })).result(),
+    );
+    tally.trials++;
+    assert.deepEqual(readTree(target), readTree(src()));
   });
 });
