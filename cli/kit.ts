@@ -2,40 +2,12 @@
 import { WorkflowFailedError, WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { ApplicationFailure, TemporalFailure } from '@temporalio/common';
 import { ConfigError, ManifestNotFoundError, ProvenantError } from '../activities/errors.js';
-import { parseCid } from '../activities/manifest/manifest.js';
+import { parseCid } from '../activities/pack/cids.js';
 import type { ArchiveSummary } from '../shared/types.js';
-import { archiveWorkflowId } from '../workers/client.js';
+import { archiveWorkflowId } from '../shared/api.js';
+import { UsageError } from './out.js';
 
-/** Bad command-line use: exit code 2. */
-export class UsageError extends Error {
-  override name = 'UsageError';
-}
-
-export interface Out {
-  json: boolean;
-  info(msg: string): void;
-  result(value: unknown, human: string): void;
-}
-
-export function makeOut(json: boolean): Out {
-  return {
-    json,
-    info: (m) => {
-      if (!json) process.stderr.write(`${m}\n`);
-    },
-    result: (v, human) => {
-      if (json) process.stdout.write(JSON.stringify(v, null, 2) + '\n');
-      else process.stdout.write(human + '\n');
-    },
-  };
-}
-
-export function humanBytes(n: number): string {
-  const u = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let i = 0;
-  for (; n >= 1024 && i < u.length - 1; i++) n /= 1024;
-  return `${n.toFixed(i ? 1 : 0)} ${u[i]}`;
-}
+export { humanBytes, makeOut, UsageError, type Out } from './out.js';
 
 /** The steward of a completed archive (ManifestNotFoundError when the dataset is unknown). */
 export async function stewardOf(client: Client, datasetId: string) {

@@ -22,7 +22,7 @@ import { CarIndexer } from '@ipld/car/indexer';
 import { CID } from 'multiformats/cid';
 import varint from 'varint';
 import { z } from 'zod';
-import { blockMatches, carCidFromSha256, cidOf } from '../pack/cids.js';
+import { blockMatches, carCidFromSha256, cidOf, parseCid } from '../pack/cids.js';
 import { CommPHasher } from '../pack/commp.js';
 import type { FileRecord } from '../pack/packer.js';
 import type { ShardInfo } from '../pack/shard-writer.js';
@@ -31,6 +31,9 @@ import { IntegrityError, ManifestInvalidError, PieceSizeExceededError, StagingMi
 import { blockIndexName, readBlockIndex } from '../pack/block-index.js';
 import type { PieceRef } from '../providers/provider.js';
 import { DatasetEncryptionSchema } from '../encryption/record.js';
+
+/** Re-exported from its home in pack/cids.ts, for the callers that import it from here. */
+export { parseCid };
 
 export const MANIFEST_TYPE = 'provenant/manifest';
 /** Bound on every block the writer makes; the page sizes below keep well under it. */
@@ -567,12 +570,4 @@ export function* shardBlocks(
 /** One shard's whole block index (its size follows the shard's, not the dataset's). */
 export function shardIndex(manifest: Manifest, pages: BlockSource, shard: number): BlockEntry[] {
   return [...shardBlocks(manifest, pages, shard)];
-}
-
-export function parseCid(text: string): CID | undefined {
-  try {
-    return CID.parse(text);
-  } catch {
-    return undefined;
-  }
 }

@@ -69,3 +69,12 @@ export function pieceCidV2FromRoot(root: Uint8Array, height: number, padding: nu
   digest.set(root, n + 1);
   return CID.create(1, RAW_CODE, Digest.create(FR32_SHA256_TRUNC254_PADBINTREE, digest)).toString();
 }
+
+/** The CID a string spells, or undefined (lives here, not in the manifest module, so the CLI can tell a CID from a dataset id without loading that). */
+export function parseCid(text: string): CID | undefined {
+  try {
+    return CID.parse(text);
+  } catch {
+    return undefined;
+  }
+}
