@@ -14,20 +14,7 @@
  */
 import fsp from 'node:fs/promises';
 import { Readable } from 'node:stream';
-import {
-  AbortMultipartUploadCommand,
-  CompleteMultipartUploadCommand,
-  CreateMultipartUploadCommand,
-  DeleteObjectCommand,
-  GetObjectCommand,
-  HeadBucketCommand,
-  HeadObjectCommand,
-  PutObjectCommand,
-  UploadPartCommand,
-  type CompletedPart,
-  type HeadObjectCommandOutput,
-  type S3Client,
-} from '@aws-sdk/client-s3';
+import type { CompletedPart, HeadObjectCommandOutput, S3Client } from '@aws-sdk/client-s3';
 import type { S3ProviderConfig } from '../../config/schema.js';
 import {
   BucketNotFoundError,
@@ -38,7 +25,7 @@ import {
   ProvenantError,
 } from '../errors.js';
 import { httpStatusError, providerFailure, type ProviderOp as Op } from './kit/http-status.js';
-import { createS3Client, s3ErrorInfo } from './kit/s3.js';
+import { createS3Client, s3ErrorInfo, s3Sdk } from './kit/s3.js';
 import { verifiedStream } from './kit/verified-stream.js';
 import type {
   CallOptions,
@@ -80,6 +67,8 @@ export class S3Provider implements StorageProvider {
   readonly kind = 's3';
   readonly id: string;
   private readonly client: S3Client;
+  /** The SDK's command classes (loaded with the first S3 provider: kit/s3.ts). */
+  private readonly sdk = s3Sdk();
   private readonly bucket: string;
   private readonly prefix: string;
   private readonly partBytes: number;
@@ -109,7 +98,7 @@ export class S3Provider implements StorageProvider {
   /** HEAD the piece; undefined when absent (after making sure the bucket itself exists). */
   private async head(key: string, o: CallOptions, op: Op): Promise<HeadObjectCommandOutput | undefined> {
     try {
-      return await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }), {
+      return await this.client.send(new this.sdk.HeadObjectCommand({ Bucket: this.bucket, Key: key }), {
         abortSignal: o.signal,
       });
     } catch (err) {
@@ -117,7 +106,7 @@ export class S3Provider implements StorageProvider {
     }
     // HEAD answers 404 without a body for a missing bucket too: tell the two apart.
     try {
-      await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }), { abortSignal: o.signal });
+      await this.client.send(new this.sdk.HeadBucketCommand({ Bucket: this.bucket }), { abortSignal: o.signal });
     } catch (err) {
       if (s3ErrorInfo(err).status === 404)
         throw new BucketNotFoundError(`bucket does not exist ${this.where(key)}`, { cause: err });
@@ -174,7 +163,7 @@ export class S3Provider implements StorageProvider {
       }
       try {
         await this.client.send(
-          new PutObjectCommand({ ...meta, Body: Buffer.concat(chunks), ChecksumAlgorithm: 'CRC32' }),
+          new this.sdk.PutObjectCommand({ ...meta, Body: Buffer.concat(chunks), ChecksumAlgorithm: 'CRC32' }),
           at,
         );
       } catch (err) {
@@ -189,14 +178,14 @@ export class S3Provider implements StorageProvider {
     let failure: unknown;
     try {
       const created = await this.client.send(
-        new CreateMultipartUploadCommand({ ...meta, ChecksumAlgorithm: 'CRC32' }),
+        new this.sdk.CreateMultipartUploadCommand({ ...meta, ChecksumAlgorithm: 'CRC32' }),
         at,
       );
       uploadId = created.UploadId;
       const sendPart = (buf: Buffer, length: number, partNumber: number) => {
         const p: Promise<void> = this.client
           .send(
-            new UploadPartCommand({
+            new this.sdk.UploadPartCommand({
               Bucket: this.bucket,
               Key: key,
               UploadId: uploadId,
@@ -246,7 +235,7 @@ export class S3Provider implements StorageProvider {
       if (failure) throw failure;
       parts.sort((a, b) => a.PartNumber! - b.PartNumber!);
       await this.client.send(
-        new CompleteMultipartUploadCommand({
+        new this.sdk.CompleteMultipartUploadCommand({
           Bucket: this.bucket,
           Key: key,
           UploadId: uploadId,
@@ -260,7 +249,7 @@ export class S3Provider implements StorageProvider {
       await Promise.allSettled(inFlight);
       if (uploadId) {
         await this.client
-          .send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId }))
+          .send(new this.sdk.AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId }))
           .catch(() => {});
       }
       if (checked.failure) throw checked.failure;
@@ -274,7 +263,12 @@ export class S3Provider implements StorageProvider {
     if ((await this.readPointer(key, o, 'put')) === piece.pieceCid) return;
     try {
       await this.client.send(
-        new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: piece.pieceCid, ContentType: 'text/plain' }),
+        new this.sdk.PutObjectCommand({
+          Bucket: this.bucket,
+          Key: key,
+          Body: piece.pieceCid,
+          ContentType: 'text/plain',
+        }),
         { abortSignal: o.signal },
       );
     } catch (err) {
@@ -284,7 +278,7 @@ export class S3Provider implements StorageProvider {
 
   private async readPointer(key: string, o: CallOptions, op: Op): Promise<string | undefined> {
     try {
-      const r = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }), {
+      const r = await this.client.send(new this.sdk.GetObjectCommand({ Bucket: this.bucket, Key: key }), {
         abortSignal: o.signal,
       });
       return (await r.Body!.transformToString()).trim();
@@ -310,9 +304,12 @@ export class S3Provider implements StorageProvider {
       (async function* () {
         let body: AsyncIterable<Uint8Array>;
         try {
-          const r = await self.client.send(new GetObjectCommand({ Bucket: self.bucket, Key: key, Range: range }), {
-            abortSignal: o.signal,
-          });
+          const r = await self.client.send(
+            new self.sdk.GetObjectCommand({ Bucket: self.bucket, Key: key, Range: range }),
+            {
+              abortSignal: o.signal,
+            },
+          );
           body = r.Body as AsyncIterable<Uint8Array>;
         } catch (err) {
           if (s3ErrorInfo(err).name === 'InvalidRange') return; // offset at or past the end: nothing to read
@@ -343,14 +340,16 @@ export class S3Provider implements StorageProvider {
     const h = await this.head(key, o, 'delete');
     if (!h) return;
     try {
-      await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }), { abortSignal: o.signal });
+      await this.client.send(new this.sdk.DeleteObjectCommand({ Bucket: this.bucket, Key: key }), {
+        abortSignal: o.signal,
+      });
       const rootCid = h.Metadata?.rootcid;
       if (
         rootCid &&
         SAFE_CID.test(rootCid) &&
         (await this.readPointer(this.rootKey(rootCid), o, 'delete')) === piece.pieceCid
       ) {
-        await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.rootKey(rootCid) }), {
+        await this.client.send(new this.sdk.DeleteObjectCommand({ Bucket: this.bucket, Key: this.rootKey(rootCid) }), {
           abortSignal: o.signal,
         });
       }

@@ -4,8 +4,22 @@
  * variables the config names (else the SDK's default chain), and one attempt per request, since
  * Temporal owns retries. Also what both read off an SDK error.
  */
-import { S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
+import { createRequire } from 'node:module';
+import type * as S3Sdk from '@aws-sdk/client-s3';
+import type { S3ClientConfig } from '@aws-sdk/client-s3';
 import { requireEnv } from './env.js';
+
+/**
+ * The AWS SDK, loaded when the first S3 client is made rather than when this module is: every
+ * provider module is imported wherever a ProviderSet is built (the CLI's status, audit and
+ * providers too), and the SDK alone costs a third of a second to load. It is CommonJS, so a
+ * synchronous require gives the same module instance an `import` would.
+ */
+const requireSdk = createRequire(import.meta.url);
+let sdk: typeof S3Sdk | undefined;
+export function s3Sdk(): typeof S3Sdk {
+  return (sdk ??= requireSdk('@aws-sdk/client-s3') as typeof S3Sdk);
+}
 
 /** The S3 protocol's default region (MinIO's too), used when the config names none. */
 export const S3_DEFAULT_REGION = 'us-east-1';
@@ -34,7 +48,7 @@ export interface S3ClientOptions {
   verifiesBytes?: boolean;
 }
 
-export function createS3Client(cfg: S3Settings, o: S3ClientOptions): S3Client {
+export function createS3Client(cfg: S3Settings, o: S3ClientOptions): S3Sdk.S3Client {
   const options: S3ClientConfig = {
     region: cfg.region ?? S3_DEFAULT_REGION,
     endpoint: cfg.endpoint,
@@ -51,7 +65,7 @@ export function createS3Client(cfg: S3Settings, o: S3ClientOptions): S3Client {
       sessionToken: cfg.sessionTokenEnv ? read('sessionTokenEnv', cfg.sessionTokenEnv) : undefined,
     };
   }
-  const client = new S3Client(options);
+  const client = new (s3Sdk().S3Client)(options);
   if (o.verifiesBytes) {
     // Before signing (finalizeRequest): the signer takes a payload hash already in the headers as given.
     client.middlewareStack.add(
