@@ -139,6 +139,16 @@ export async function renewPiece(
   };
 }
 
+/** A put of a copy onto `providerId`, counted as a failed placement there when it throws (and rethrown). */
+async function counted(ctx: StageContext, providerId: string, put: () => Promise<Placement>): Promise<Placement> {
+  try {
+    return await put();
+  } catch (err) {
+    ctx.metrics.placeFailed(providerId);
+    throw err;
+  }
+}
+
 /** Copy a piece from the first source whose bytes match its CAR CID onto `to` (repairs). */
 export async function copyPiece(
   ctx: StageContext,
@@ -170,7 +180,9 @@ export async function copyPiece(
           problems.push(`${id}: ${(err as Error).message}`);
           continue;
         }
-        placed = await target.putSealed(r.piece, file, sealedCid, { signal, consumeLocalFile: true });
+        placed = await counted(ctx, r.to, () =>
+          target.putSealed(r.piece, file, sealedCid, { signal, consumeLocalFile: true }),
+        );
       } else {
         const hash = crypto.createHash('sha256');
         const out = fs.createWriteStream(file);
@@ -189,11 +201,9 @@ export async function copyPiece(
           problems.push(`${id}: copy is corrupt`);
           continue;
         }
-        placed = await target.put(r.piece, () => fs.createReadStream(file), {
-          signal,
-          localFile: file,
-          consumeLocalFile: true,
-        });
+        placed = await counted(ctx, r.to, () =>
+          target.put(r.piece, () => fs.createReadStream(file), { signal, localFile: file, consumeLocalFile: true }),
+        );
       }
       ctx.metrics.placed(placed, r.piece.bytes);
       if (placed.existed || r.replacing) {
