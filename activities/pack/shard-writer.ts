@@ -218,9 +218,9 @@ export class ShardWriter<M = undefined> {
   }
 
   /** Hand the filled part of the slot to the hash thread, which writes it to the shard file and hashes it. */
-  private flushSlot(end?: { index: number }): void {
+  private flushSlot(end?: { index: number; fd: number }): void {
     if (!this.slot) this.hasher!.acquire();
-    this.hasher!.publish(this.slotLen, this.fd, end?.index ?? this.nextIndex, !!end);
+    this.hasher!.publish(this.slotLen, end?.fd ?? this.fd, end?.index ?? this.nextIndex, !!end);
     this.slot = undefined;
     this.slotLen = 0;
     this.report(this.hasher!.poll());
@@ -259,10 +259,13 @@ export class ShardWriter<M = undefined> {
     const memo = this.onClose(index);
     this.index!.close();
     this.index = undefined;
-    this.sealed.push({ index, fd: this.fd, rootCid: this.rootCid, carBytes: this.carBytes, blocks: this.blocks, memo });
-    this.flushSlot({ index });
+    const fd = this.fd;
+    this.sealed.push({ index, fd, rootCid: this.rootCid, carBytes: this.carBytes, blocks: this.blocks, memo });
+    // The shard is sealed before its last bytes go out: if the hash thread's failure surfaces here,
+    // its descriptor is the sealed shard's alone (abort closes it once).
     this.fd = -1;
     this.nextIndex++;
+    this.flushSlot({ index, fd });
     // Each unreported shard holds a descriptor and a memo: bound them (tiny shards, slow fsync).
     if (this.sealed.length > MAX_UNREPORTED) this.report(this.hasher!.drain(MAX_UNREPORTED));
   }
