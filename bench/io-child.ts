@@ -6,7 +6,7 @@
  *            a user would write it) of each given file to a bucket, one after the other
  *   archive  the real archiveDataset workflow with one S3 provider (1 copy) on an embedded Temporal
  *            dev server and an in-process worker, warmed up by a one-file archive; times the
- *            workflow and reads each activity's span from its history
+ *            workflow and reads each activity's span from its history and its children's
  *   restore  the real restoreDataset workflow (every block and file verified) into an empty
  *            directory, on a warmed-up worker
  *
@@ -20,6 +20,7 @@ import { Upload } from '@aws-sdk/lib-storage';
 import { loadConfig } from '../config/load.js';
 import { startArchive, startRestore } from '../workers/client.js';
 import { withRuntime } from '../workers/runtime.js';
+import { workflowTree } from '../tests/helpers/histories.js';
 
 export interface S3Target {
   endpoint: string;
@@ -164,22 +165,26 @@ async function archive(a: { src: string; work: string; s3: S3Target; shardBytes?
     });
     const result = await handle.result();
     const archiveSecs = now() - t0;
-    const history = await handle.fetchHistory();
+    // The archive and every child it started: the puts of the data shards run in the replication children.
+    const tree = await workflowTree(client, handle.workflowId);
     const at = (e: {
       eventTime?: { seconds?: { toNumber(): number } | number | null; nanos?: number | null } | null;
     }) => {
       const sec = e.eventTime?.seconds ?? 0;
       return (typeof sec === 'number' ? sec : sec.toNumber()) + (e.eventTime?.nanos ?? 0) / 1e9;
     };
+    const history = tree[0]!.history;
     const t = (x: number) => Math.round((x - at(history.events![0]!)) * 1000) / 1000;
-    const scheduled = new Map<number, { type: string; time: number }>();
     const timeline: [string, number, number][] = [];
-    for (const e of history.events ?? []) {
-      const s = e.activityTaskScheduledEventAttributes;
-      if (s) scheduled.set(Number(e.eventId), { type: s.activityType?.name ?? '', time: at(e) });
-      const c = e.activityTaskCompletedEventAttributes;
-      const done = c && scheduled.get(Number(c.scheduledEventId));
-      if (done) timeline.push([done.type, t(done.time), t(at(e))]);
+    for (const w of tree) {
+      const scheduled = new Map<number, { type: string; time: number }>();
+      for (const e of w.history.events ?? []) {
+        const s = e.activityTaskScheduledEventAttributes;
+        if (s) scheduled.set(Number(e.eventId), { type: s.activityType?.name ?? '', time: at(e) });
+        const c = e.activityTaskCompletedEventAttributes;
+        const done = c && scheduled.get(Number(c.scheduledEventId));
+        if (done) timeline.push([done.type, t(done.time), t(at(e))]);
+      }
     }
     const wfStart = at(history.events![0]!);
     return {
