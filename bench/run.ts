@@ -550,6 +550,7 @@ async function main(): Promise<void> {
       oursToDataSegment: ours.mibps / ds.mibps,
     };
     const peakRss = Math.max(...oursRuns.map((r) => r.maxRssMiB), small?.maxRssMiB ?? 0);
+    const workerRss = { restore: Math.max(...restore.restore.map((r) => r.hwmMiB)) };
     const targets = [
       {
         target: 'pack + CommP ≥ 0.8 × bound (min of hashing limit and staging writes, this run)',
@@ -570,6 +571,12 @@ async function main(): Promise<void> {
         target: 'peak RSS ≤ 300 MiB (packing process)',
         measured: `${fmt(peakRss)} MiB (2 GiB and ${small?.files ?? 0}-file packs)`,
         met: peakRss <= 300,
+      },
+      {
+        // The issue counts the worker: the archive workflow's process and the restore's each run one.
+        target: 'peak RSS ≤ 300 MiB counting the worker (archive workflow and restore processes)',
+        measured: `archive ${fmt(archive.best.maxRssKiB / 1024)} MiB, restore ${fmt(workerRss.restore)} MiB`,
+        met: archive.best.maxRssKiB / 1024 <= 300 && workerRss.restore <= 300,
       },
       {
         target: 'archive (pack + 2 local replicas) ≤ 1.3 × pack-only',
