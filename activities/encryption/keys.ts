@@ -38,10 +38,6 @@ export interface KeyEncryptionKey {
 /** Where the KEK is named (config `encryption`). */
 export type KekConfig = Pick<EncryptionConfig, 'keyFile' | 'keyEnv'>;
 
-export function encryptionEnabled(cfg: KekConfig): boolean {
-  return !!(cfg.keyFile || cfg.keyEnv);
-}
-
 /** A KEK's id: the first 8 bytes of a keyed hash of it, hex. */
 export function kekIdOf(key: Buffer): string {
   return crypto.createHmac('sha256', key).update('provenant/kek-id/v1').digest('hex').slice(0, 16);
