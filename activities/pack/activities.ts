@@ -243,11 +243,16 @@ export function createPackActivities(ctx: StageContext) {
         let failed = 0;
         for (const cid of results) {
           const res = await loadBlock<UnitResult>(store, cid, UNIT_RESULT_TYPE);
-          // An encrypting run's shards are stored under ids of its data key.
-          const rctx = res.placements.some((l) => !l.placement.existed) ? encryptedContext(ctx, res.encryption) : ctx;
+          // An encrypting run's shards are stored under ids of its data key: the result names them
+          // (storedAs), so no key is needed here; a result from before that needs the key.
+          let keyed: StageContext | undefined;
           for (const l of res.placements) {
             if (l.placement.existed) continue;
-            const done = await retirePiece(rctx, { pieceCid: l.piece.pieceCid, providerId: l.placement.providerId });
+            const storedAs = res.storedAs?.[l.piece.pieceCid];
+            const [rctx, pieceCid] = storedAs
+              ? [ctx, storedAs]
+              : [(keyed ??= encryptedContext(ctx, res.encryption)), l.piece.pieceCid];
+            const done = await retirePiece(rctx, { pieceCid, providerId: l.placement.providerId });
             if (done.deleted) retired++;
             else failed++;
             Context.current().heartbeat(retired + failed);

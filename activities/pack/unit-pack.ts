@@ -18,6 +18,7 @@ import { encryptedContext } from '../encryption/keys.js';
 import { FileChangedError, IntegrityError, showPath, SourceChangedError, UnreadableFileError } from '../errors.js';
 import { createSource } from '../ingest/mirror.js';
 import type { Source } from '../ingest/sources.js';
+import { EncryptedProvider } from '../providers/encrypted.js';
 import { findRecord, putRecord } from '../providers/kit/records.js';
 import { placeCopies } from '../replicate/place.js';
 import type { JournalLine } from '../steward/journal.js';
@@ -156,6 +157,7 @@ export async function packUnit(
   const placements: JournalLine[] = [];
   const replicas: Record<string, number> = {};
   const sha256: Record<string, string> = {};
+  const storedAs: Record<string, string> = {};
   let bytes = 0;
   /** Copies of every shard closed so far, then the shard goes (staging holds at most this unit). */
   const storeClosed = async () => {
@@ -172,7 +174,12 @@ export async function packUnit(
         slot: info.index,
         signal: o.signal,
       });
-      for (const l of lines) replicas[l.placement.providerId] = (replicas[l.placement.providerId] ?? 0) + 1;
+      for (const l of lines) {
+        replicas[l.placement.providerId] = (replicas[l.placement.providerId] ?? 0) + 1;
+        const p = shardCtx.providers.get(l.placement.providerId);
+        if (!l.placement.existed && p instanceof EncryptedProvider)
+          storedAs[l.piece.pieceCid] = p.storedIdOf(l.piece.pieceCid);
+      }
       placements.push(...lines);
       await fsp.rm(file, { force: true });
       await fsp.rm(path.join(dir, blockIndexName(info.file)), { force: true });
@@ -246,7 +253,7 @@ export async function packUnit(
     shards,
     placements,
     sha256,
-    ...(page.encryption ? { encryption: page.encryption } : {}),
+    ...(page.encryption ? { encryption: page.encryption, storedAs } : {}),
   };
   const cid = await storeBlock(store, result);
   const summary: UnitSummary = { unit: plan.unit, result: cid, shards: shards.length, bytes, replicas };

@@ -122,6 +122,11 @@ export interface UnitResult {
   sha256: Record<string, string>;
   /** The run's encryption record, when it encrypts: a failed archive retires the ciphertext through it. */
   encryption?: DatasetEncryption;
+  /**
+   * When it encrypts, the id each new copy's ciphertext is stored under, by piece CID: a failed
+   * archive retires them on any worker, one without the key-encryption key too.
+   */
+  storedAs?: Record<string, string>;
 }
 
 /** The piece a shard is stored as. */

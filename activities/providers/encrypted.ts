@@ -326,6 +326,11 @@ export class EncryptedProvider implements StorageProvider {
     await this.inner.delete({ pieceCid: this.cipher.storedId(piece.pieceCid) }, o);
   }
 
+  /** The id the ciphertext of `pieceCid` is stored under at the inner provider (itself for a plaintext piece). */
+  storedIdOf(pieceCid: string): string {
+    return this.plain.has(pieceCid) ? pieceCid : this.cipher.storedId(pieceCid);
+  }
+
   /** True when `other` sees pieces through the same data key (its ciphertext can be copied here as it is). */
   sameKey(other: EncryptedProvider): boolean {
     return other.cipher.storedId(KEY_PROBE) === this.cipher.storedId(KEY_PROBE);

@@ -2,18 +2,21 @@
  * A unit of an encrypting run, taken by a worker that has no key-encryption key (or another one),
  * fails with EncryptionKeyError before it reads a byte: no staging, nothing stored, no result
  * record. The same unit on a worker with the run's key packs and stores ciphertext, so the plan is
- * one a unit worker can run (the refusal is the key's, not the plan's).
+ * one a unit worker can run (the refusal is the key's, not the plan's). Its copies are retired
+ * by a worker without the key (a failed archive's retire step may run anywhere).
  */
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
+import { MockActivityEnvironment } from '@temporalio/testing';
 import { createStageContext } from '../../../activities/context.js';
 import { startRunEncryption } from '../../../activities/encryption/keys.js';
 import { scanLocal } from '../../../activities/ingest/scan.js';
+import { createPackActivities } from '../../../activities/pack/activities.js';
 import { packUnit, unitStore } from '../../../activities/pack/unit-pack.js';
-import { planUnits, storeBlock } from '../../../activities/pack/units.js';
+import { loadBlock, planUnits, storeBlock, UNIT_RESULT_TYPE, type UnitResult } from '../../../activities/pack/units.js';
 import type { UnitRequest } from '../../../shared/types.js';
 import { bytesOf, testConfig, tmpDir } from '../../helpers/env.js';
 
@@ -26,7 +29,7 @@ function filesUnder(dir: string): string[] {
 }
 
 describe('a unit worker without the run’s key', () => {
-  it('fails with EncryptionKeyError before it stages or stores anything; a worker with the key packs the same unit', async () => {
+  it('fails with EncryptionKeyError before it stages or stores anything; a worker with the key packs the same unit, and a keyless one retires its copies', async () => {
     const root = tmpDir('pv-keyless-unit-');
     const src = path.join(root, 'src');
     fs.mkdirSync(src);
@@ -99,6 +102,20 @@ describe('a unit worker without the run’s key', () => {
       assert.equal(bytes.indexOf('plaintext marker'), -1, `${f} holds no plaintext`);
       assert.equal(bytes.indexOf(a.subarray(4096, 4096 + 64)), -1, `${f} holds none of a.bin`);
     }
+
+    // The archive fails later (another unit, say): its retire step may run on the keyless worker,
+    // and still removes every copy this unit stored, by the ids its result names.
+    const result = await loadBlock<UnitResult>(unitStore(ctx), done.result, UNIT_RESULT_TYPE);
+    const ids = Object.values(result.storedAs ?? {});
+    assert.equal(ids.length, done.shards, 'the result names the stored id of each shard');
+    const keyless = createStageContext({ config: workers['no key'] });
+    const { shared } = createPackActivities(keyless);
+    const env = new MockActivityEnvironment({ activityType: 'provenantRetireUnits', heartbeatTimeoutMs: 60_000 });
+    const retired = await env.run(shared.provenantRetireUnits, { results: [done.result] });
+    assert.deepEqual(retired, { retired: done.shards, failed: 0 });
+    const left = filesUnder(store);
+    for (const id of ids) assert.ok(!left.some((f) => f.includes(id)), `${id} retired`);
+    await keyless.providers.close();
     await ctx.providers.close();
     await planner.providers.close();
   });
