@@ -36,6 +36,7 @@ import type {
   PutOptions,
   RangeOptions,
   ReplicaStatus,
+  StatusOptions,
   StorageProvider,
 } from './provider.js';
 
@@ -242,7 +243,7 @@ export class EncryptedProvider implements StorageProvider {
     return { ...placed, pieceCid: piece.pieceCid };
   }
 
-  async status(piece: Pick<PieceRef, 'pieceCid'>, o: CallOptions = {}): Promise<ReplicaStatus> {
+  async status(piece: Pick<PieceRef, 'pieceCid'>, o: StatusOptions = {}): Promise<ReplicaStatus> {
     if (this.plain.has(piece.pieceCid)) return this.inner.status(piece, o);
     this.refuseKind();
     const st = await this.inner.status({ pieceCid: this.cipher.storedId(piece.pieceCid) }, o);

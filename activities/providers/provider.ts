@@ -22,6 +22,15 @@ export interface CallOptions {
   signal?: AbortSignal;
 }
 
+export interface StatusOptions extends CallOptions {
+  /**
+   * Also look up the chain's record of the piece, for a copy whose put recorded none (a commit
+   * confirmed after the put returned). Providers that find it as part of every status (Lotus) or
+   * have no chain ignore it.
+   */
+  commitment?: boolean;
+}
+
 /** A byte range of a piece: from `offset` (default 0), `length` bytes (to the end when omitted). */
 export interface RangeOptions extends CallOptions {
   offset?: number;
@@ -44,7 +53,7 @@ export interface StorageProvider {
   readonly kind: string;
   /** Store the CAR read from `open()` under `piece.pieceCid`; no-op if already stored intact. */
   put(piece: PieceRef, open: () => Readable, o?: PutOptions): Promise<Placement>;
-  status(piece: Pick<PieceRef, 'pieceCid'>, o?: CallOptions): Promise<ReplicaStatus>;
+  status(piece: Pick<PieceRef, 'pieceCid'>, o?: StatusOptions): Promise<ReplicaStatus>;
   /** Read `length` bytes from `offset` (to the end when length is omitted). */
   readRange(piece: Pick<PieceRef, 'pieceCid'>, o?: RangeOptions): Readable;
   /** Find a piece by the root CID in its CAR header (used to locate manifests). */

@@ -54,7 +54,15 @@ import { httpStatusError, providerFailure, type ProviderOp as Op } from './kit/h
 import { abortable } from './kit/signal.js';
 import { verifiedStream } from './kit/verified-stream.js';
 import type { ChainCommitment } from '../../shared/types.js';
-import type { CallOptions, PieceRef, Placement, ReplicaStatus, StorageProvider, RangeOptions } from './provider.js';
+import type {
+  CallOptions,
+  PieceRef,
+  Placement,
+  ReplicaStatus,
+  StorageProvider,
+  RangeOptions,
+  StatusOptions,
+} from './provider.js';
 
 const EPOCH_MS = 30_000;
 const EPOCHS_PER_DAY = 2880n;
@@ -630,11 +638,11 @@ export class SynapseProvider implements StorageProvider {
   }
 
   // ---- status ---------------------------------------------------------------------------------
-  status(piece: Pick<PieceRef, 'pieceCid'>, o: CallOptions = {}): Promise<ReplicaStatus> {
-    return this.scoped(o, () => this.statusNow(piece));
+  status(piece: Pick<PieceRef, 'pieceCid'>, o: StatusOptions = {}): Promise<ReplicaStatus> {
+    return this.scoped(o, () => this.statusNow(piece, !!o.commitment));
   }
 
-  private async statusNow(piece: Pick<PieceRef, 'pieceCid'>): Promise<ReplicaStatus> {
+  private async statusNow(piece: Pick<PieceRef, 'pieceCid'>, withCommitment: boolean): Promise<ReplicaStatus> {
     const pieceCid = this.parse(piece.pieceCid);
     const base = { providerId: this.id, pieceCid: piece.pieceCid };
     const ds = await this.dataSet();
@@ -703,12 +711,15 @@ export class SynapseProvider implements StorageProvider {
     }
     if (expiresAt && Date.parse(expiresAt) <= Date.now())
       return { ...base, present: false, bytes, expiresAt, detail: `payment runway ran out at ${expiresAt}` };
+    // Asked for (a copy without one recorded): its PiecesAdded event, when still within the lookback.
+    const commitment = withCommitment ? await this.findCommitment(dataSetId, pieceCid, ids) : undefined;
     return {
       ...base,
       present: true,
       bytes,
       expiresAt,
       detail: `data set ${dataSetId}, piece ${ids[0]}, last proven at epoch ${lastProven}`,
+      ...(commitment ? { commitment } : {}),
     };
   }
 

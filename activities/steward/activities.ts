@@ -46,7 +46,7 @@ type Loaded = Awaited<ReturnType<StageContext['loadManifest']>>;
 async function verifyOne(
   ctx: StageContext,
   m: Loaded,
-  rep: ReplicaRef,
+  rep: ReplicaRef & { commitment?: unknown },
   o: { seed: string; probability: number; lossFraction: number; signal: AbortSignal },
 ): Promise<VerifyResult> {
   const blocks = rep.shard >= 0 ? shardIndex(m.manifest, m.pages, rep.shard) : [];
@@ -65,7 +65,10 @@ async function verifyOne(
       evidence: (err as Error).message,
     };
   }
-  return verifyReplica(p, rep.pieceCid, { blocks }, { ...o, carCid: rep.carCid }).then((v) => ctx.metrics.verified(v));
+  // A copy whose put recorded no chain commitment (a commit confirmed later) asks for it each round until found.
+  return verifyReplica(p, rep.pieceCid, { blocks }, { ...o, carCid: rep.carCid, commitment: !rep.commitment }).then(
+    (v) => ctx.metrics.verified(v),
+  );
 }
 
 /** `ctx` whose providers see a dataset's shards as the manifest stores them (decrypted when encrypted; the manifest's own piece as it is). */

@@ -50,12 +50,23 @@ export async function verifyReplica(
   p: StorageProvider,
   pieceCid: string,
   index: BlockIndex,
-  opts: { seed: string; probability: number; lossFraction: number; signal?: AbortSignal; carCid?: string },
+  opts: {
+    seed: string;
+    probability: number;
+    lossFraction: number;
+    signal?: AbortSignal;
+    carCid?: string;
+    /** Ask the provider for the chain's record of the piece too (the replica has none recorded yet). */
+    commitment?: boolean;
+  },
 ): Promise<VerifyResult> {
   const base = { pieceCid, providerId: p.id };
   let status;
   try {
-    status = await p.status({ pieceCid }, { signal: opts.signal });
+    status = await p.status(
+      { pieceCid },
+      { ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.commitment ? { commitment: true } : {}) },
+    );
   } catch (err) {
     // Cancelled (the worker shutting down, the activity timed out): nothing was verified.
     if (opts.signal?.aborted) throw err;

@@ -22,6 +22,7 @@ import { loadVerifyingKey } from '../../activities/evidence/keys.js';
 import { manifestStatementMismatch } from '../../activities/evidence/sign.js';
 import type { EvidenceReport } from '../../activities/evidence/verify-evidence.js';
 import { readReplicaTable } from '../../activities/steward/activities.js';
+import { verifyReplica } from '../../activities/verify/verify.js';
 import type { Config } from '../../config/schema.js';
 import type { StewardReplica } from '../../shared/types.js';
 import { startArchive } from '../../workers/client.js';
@@ -77,6 +78,29 @@ describe('chain commitments from the Filecoin providers (simulated network)', ()
       const again = await synapseProvider(s, {}, wallet).put(ref, () => Readable.from([bytes]));
       assert.equal(again.existed, true);
       assert.deepEqual(again.commitment, c, 'found again from the PiecesAdded event');
+    } finally {
+      await s.stop();
+    }
+  });
+
+  it('a PDP copy whose put recorded no commitment gets it from a verification that asks (what a steward round does)', async () => {
+    const s = await FilecoinSim.start();
+    try {
+      const p = synapseProvider(s, {}, simWallet(s));
+      const { bytes, ref } = await shardOf('anchor-pdp-late', 30_000);
+      const placed = await p.put(ref, () => Readable.from([bytes]));
+      assert.ok(placed.commitment, 'the put found it (the simulated network confirms with the put)');
+      const plain = await p.status(ref);
+      assert.equal(plain.present, true);
+      assert.equal(plain.commitment, undefined, 'not looked up unless asked');
+      assert.deepEqual((await p.status(ref, { commitment: true })).commitment, placed.commitment);
+      // No block index: the piece is checked whole against its CAR CID.
+      const index = { blocks: [] };
+      const opts = { seed: 'late', probability: 0.99, lossFraction: 0.5, carCid: ref.carCid };
+      const asked = await verifyReplica(p, ref.pieceCid, index, { ...opts, commitment: true });
+      assert.equal(asked.state, 'healthy');
+      assert.deepEqual(asked.commitment, placed.commitment);
+      assert.equal((await verifyReplica(p, ref.pieceCid, index, opts)).commitment, undefined);
     } finally {
       await s.stop();
     }
