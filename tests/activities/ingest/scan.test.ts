@@ -123,10 +123,14 @@ describe('scanLocal', () => {
     fs.chmodSync(root, 0o755);
     if (process.getuid?.() === 0) {
       // root reads everything: run the scan as an unprivileged user instead.
-      const script = `import('${path.resolve('dist/activities/ingest/scan.js')}').then(m => m.scanLocal(${JSON.stringify(src)}, '/tmp/pv-unreadable-${process.pid}/l.ndjson')).then(() => console.log('OK'), e => console.log(e.name))`;
+      // The listing goes where that user may write; the directory is removed after.
+      const out = `/tmp/pv-unreadable-${process.pid}`;
+      t.after(() => fs.rmSync(out, { recursive: true, force: true }));
+      const script = `import('${path.resolve('dist/activities/ingest/scan.js')}').then(m => m.scanLocal(${JSON.stringify(src)}, '${out}/l.ndjson')).then(() => console.log('OK'), e => console.log(e.name))`;
       const r = spawnSync(nodeForAnyUid(), ['-e', script], { uid: 65534, gid: 65534, encoding: 'utf8' });
       if (r.error) return t.skip(`cannot drop privileges: ${r.error.message}`);
       assert.equal(r.stdout.trim(), 'UnreadableFileError', r.stderr);
+      assert.deepEqual(fs.existsSync(out) ? fs.readdirSync(out) : [], [], 'no listing or temp file left behind');
     } else {
       await assert.rejects(scanLocal(src, path.join(root, 'l.ndjson')), isError('UnreadableFileError'));
     }
