@@ -46,7 +46,7 @@ type Loaded = Awaited<ReturnType<StageContext['loadManifest']>>;
 async function verifyOne(
   ctx: StageContext,
   m: Loaded,
-  rep: ReplicaRef & { commitment?: unknown },
+  rep: ReplicaRef & Pick<StewardReplica, 'commitment'>,
   o: { seed: string; probability: number; lossFraction: number; signal: AbortSignal },
 ): Promise<VerifyResult> {
   const blocks = rep.shard >= 0 ? shardIndex(m.manifest, m.pages, rep.shard) : [];

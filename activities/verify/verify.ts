@@ -63,10 +63,7 @@ export async function verifyReplica(
   const base = { pieceCid, providerId: p.id };
   let status;
   try {
-    status = await p.status(
-      { pieceCid },
-      { ...(opts.signal ? { signal: opts.signal } : {}), ...(opts.commitment ? { commitment: true } : {}) },
-    );
+    status = await p.status({ pieceCid }, { signal: opts.signal, commitment: opts.commitment });
   } catch (err) {
     // Cancelled (the worker shutting down, the activity timed out): nothing was verified.
     if (opts.signal?.aborted) throw err;
