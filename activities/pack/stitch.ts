@@ -24,7 +24,7 @@ import type { ReplicaTableSummary, StitchRequest, StitchResult } from '../../sha
 import { TOOL_NAME, TOOL_VERSION } from '../../version.js';
 import type { StageContext } from '../context.js';
 import { encryptedContext } from '../encryption/keys.js';
-import { IntegrityError, SourceChangedError, StagingMissingError } from '../errors.js';
+import { FileChangedError, IntegrityError, showPath, SourceChangedError, StagingMissingError } from '../errors.js';
 import { signingKeyOf } from '../evidence/keys.js';
 import { signManifest } from '../evidence/sign.js';
 import { createSource } from '../ingest/mirror.js';
@@ -60,12 +60,18 @@ interface OpenDir {
   entries: DirEntry[];
 }
 
-/** sha256 of a whole file, read from the source in one pass (local path or remote object). */
-async function hashFile(
-  req: StitchRequest,
+/**
+ * sha256 of a whole file, read from the source in one pass (local path or remote object). A local
+ * file must still be the one the units read: its size and mtime as listed, before and after the
+ * read (a rewrite of the same size after a unit read it would give a digest of other bytes than
+ * the leaves); a remote object is held to its listed ETag by the source.
+ */
+export async function hashWholeFile(
+  req: Pick<StitchRequest, 'source' | 'sourcePath'>,
   rel: string,
   src: string,
   size: number,
+  mtimeMs: number,
   etag: string | null,
 ): Promise<string> {
   const h = crypto.createHash('sha256');
@@ -82,9 +88,26 @@ async function hashFile(
       source.close();
     }
   } else {
-    for await (const c of fs.createReadStream(path.join(req.sourcePath, src), { highWaterMark: 4 << 20 })) {
-      h.update(c as Buffer);
-      n += (c as Buffer).length;
+    const changed = (why: string) =>
+      new FileChangedError(`file changed since the units read it (${why}): ${showPath(rel)}`);
+    let fh: fsp.FileHandle;
+    try {
+      fh = await fsp.open(path.join(req.sourcePath, src), 'r');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw changed('it is gone');
+      throw err;
+    }
+    try {
+      const before = await fh.stat();
+      if (before.size !== size || Math.trunc(before.mtimeMs) !== mtimeMs) throw changed('size or mtime');
+      for await (const c of fh.createReadStream({ highWaterMark: 4 << 20, autoClose: false })) {
+        h.update(c as Buffer);
+        n += (c as Buffer).length;
+      }
+      const after = await fh.stat();
+      if (after.size !== before.size || after.mtimeMs !== before.mtimeMs) throw changed('modified during the read');
+    } finally {
+      await fh.close();
     }
   }
   if (n !== size) throw new SourceChangedError(`${src}: ${n} bytes read again, ${size} listed`);
@@ -228,7 +251,7 @@ export async function stitch(
             const sha256 =
               leafCount(size, req.chunkBytes) <= 1
                 ? Buffer.from(link.cid.multihash.digest).toString('hex')
-                : (result.sha256[String(ordinal)] ?? (await hashFile(req, cur.rel, src, size, etag)));
+                : (result.sha256[String(ordinal)] ?? (await hashWholeFile(req, cur.rel, src, size, mtimeMs, etag)));
             const first = cur.ranges[0]?.shard ?? lastShard;
             const end = cur.ranges[cur.ranges.length - 1]?.shard ?? lastShard;
             const rec: FileRecord = {
