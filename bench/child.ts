@@ -15,6 +15,7 @@
  *                directory the way the pack writes them (its strategy, its write size, writes in
  *                flight), fsynced at the end (as dd conv=fsync), then deleted
  */
+import './cli-heap.js';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';

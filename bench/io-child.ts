@@ -12,6 +12,7 @@
  *
  * The credentials come in the environment (BENCH_S3_KEY, BENCH_S3_SECRET), as a provider's would.
  */
+import './cli-heap.js';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';

@@ -9,6 +9,7 @@
  *             up by a one-file archive and restore; `direct: true` calls the activity's function
  *             without Temporal instead (to tell the workflow's overhead from the restore's)
  */
+import './cli-heap.js';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';

@@ -2,6 +2,7 @@
 import { loadConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { connectionSettings, connectNative } from './connection.js';
+import { keepYoungGenerationSmall } from './heap.js';
 
 /**
  * Run a worker until it is shut down. `config` is the caller's (`provenant worker --config FILE`);
@@ -11,6 +12,7 @@ import { connectionSettings, connectNative } from './connection.js';
  */
 export async function runWorker(config: Config = loadConfig()): Promise<void> {
   const settings = connectionSettings(config.temporal);
+  keepYoungGenerationSmall();
   const [{ Worker }, { ProvenantPlugin }] = await Promise.all([import('@temporalio/worker'), import('./plugin.js')]);
   const connection = await connectNative(settings);
   try {

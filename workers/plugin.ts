@@ -25,6 +25,9 @@ import { codecOf, withCodec } from './codec.js';
 import { PrometheusEndpoint } from './metrics.js';
 import { TOOL_NAME, TOOL_VERSION } from '../version.js';
 
+/** V8 heap tuning for a worker's process (workers/heap.ts): the CLI applies it; a host's own worker may. */
+export { keepYoungGenerationSmall } from './heap.js';
+
 export const workflowsPath = fileURLToPath(new URL('../workflows/index.js', import.meta.url));
 /** The same workflows bundled at build time (scripts/bundle-workflows.mjs). */
 export const workflowBundlePath = fileURLToPath(new URL('../workflows/bundle.js', import.meta.url));

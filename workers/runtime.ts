@@ -14,6 +14,7 @@ import type { Config } from '../config/schema.js';
 import { clientDataConverter } from './codec.js';
 import { connectClient, connectionSettings, connectNative, needsTls, type ConnectionSettings } from './connection.js';
 import { isListening, isLocalAddress, startDevServer, type DevServer } from './dev-server.js';
+import { keepYoungGenerationSmall } from './heap.js';
 
 export interface RuntimeHandle {
   client: Client;
@@ -184,6 +185,8 @@ async function withWorker<T>(
   fn: () => Promise<T>,
 ): Promise<T> {
   await quietRuntime();
+  // This process is ours (the CLI's, or a bench's standing in for it): before the worker's threads start.
+  keepYoungGenerationSmall();
   const [{ Worker }, { ProvenantPlugin }] = await Promise.all([import('@temporalio/worker'), import('./plugin.js')]);
   const nativeConnection = await connectNative(settings);
   let worker: Worker | undefined;
