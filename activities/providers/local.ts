@@ -22,6 +22,7 @@ import type {
   PutOptions,
   ReplicaStatus,
   StorageProvider,
+  ChunkBuffers,
   RangeOptions,
 } from './provider.js';
 
@@ -249,7 +250,8 @@ export class LocalProvider implements StorageProvider {
           throw new PieceNotFoundError(`piece not stored [provider=${id}, piece=${piece.pieceCid}]`, { cause });
         }
         try {
-          yield* fh.createReadStream({ start: offset, end, highWaterMark: 1 << 20, signal: o.signal } as never);
+          if (o.buffers) yield* readInto(fh, offset, end, o.buffers, o.signal);
+          else yield* fh.createReadStream({ start: offset, end, highWaterMark: 1 << 20, signal: o.signal } as never);
         } finally {
           await fh.close().catch(() => {});
         }
@@ -280,6 +282,34 @@ export class LocalProvider implements StorageProvider {
       if ((await fsp.readFile(pointer, 'utf8').catch(() => undefined)) === piece.pieceCid)
         await fsp.rm(pointer, { force: true });
     }
+  }
+}
+
+/** Positional reads of `fh` from `start` to `end` (inclusive; the file's end when undefined) into lent buffers. */
+async function* readInto(
+  fh: fsp.FileHandle,
+  start: number,
+  end: number | undefined,
+  buffers: ChunkBuffers,
+  signal?: AbortSignal,
+): AsyncGenerator<Uint8Array> {
+  const stop = end === undefined ? (await fh.stat()).size : end + 1;
+  for (let pos = start; pos < stop;) {
+    signal?.throwIfAborted();
+    const buf = buffers.take();
+    let n: number;
+    try {
+      ({ bytesRead: n } = await fh.read(buf, 0, Math.min(buf.length, stop - pos), pos));
+    } catch (err) {
+      buffers.give(buf);
+      throw err;
+    }
+    if (n === 0) {
+      buffers.give(buf);
+      return;
+    }
+    pos += n;
+    yield buf.subarray(0, n);
   }
 }
 

@@ -35,6 +35,21 @@ export interface StatusOptions extends CallOptions {
 export interface RangeOptions extends CallOptions {
   offset?: number;
   length?: number;
+  /** Buffers the caller lends for the chunks (see ChunkBuffers); a provider may ignore them. */
+  buffers?: ChunkBuffers;
+}
+
+/**
+ * Buffers a reader lends for a range's chunks, to spare an allocation per chunk (the restore's:
+ * each allocated chunk counts as external memory, and V8 answers every few tens of MiB of it with
+ * a full collection). A provider that reads into memory it controls (local files) may take one per
+ * chunk and yield it, or a prefix of it, as exactly one chunk, and must not touch it after; one it
+ * takes and does not yield goes back with `give`. The reader reuses a buffer once it is done with
+ * the chunk. Providers whose chunks come from elsewhere (the network) ignore them.
+ */
+export interface ChunkBuffers {
+  take(): Uint8Array;
+  give(buf: Uint8Array): void;
 }
 
 export interface PutOptions extends CallOptions {

@@ -55,7 +55,7 @@ import type { RestoreSummary } from '../../shared/types.js';
 import { verifiedStream } from '../providers/kit/verified-stream.js';
 import type { EncryptionConfig } from '../../config/schema.js';
 import { encryptedProviders } from '../encryption/keys.js';
-import type { PieceRef, StorageProvider } from '../providers/provider.js';
+import type { ChunkBuffers, PieceRef, StorageProvider } from '../providers/provider.js';
 import type { FileRecord } from '../pack/packer.js';
 import { HashPool, hashThreadsFor, type PoolFileHash } from './hash-pool.js';
 
@@ -85,6 +85,10 @@ export const RESTORE_PARALLEL_READS = 4;
 export const RESTORE_READ_BYTES = 32 << 20;
 /** Bytes one read may have written but not yet seen land, before it waits for its writes. */
 const WRITE_AHEAD_BYTES = 8 << 20;
+/** Bytes of a chunk buffer lent to a provider (ReadBuffers). */
+const READ_CHUNK_BYTES = 1 << 20;
+/** Chunk buffers one reader reuses: its writes ahead, the chunk it reads and a few in the stream. */
+const READ_BUFFERS_PER_READER = WRITE_AHEAD_BYTES / READ_CHUNK_BYTES + 4;
 
 export type { RestoreSummary };
 
@@ -582,13 +586,66 @@ function* planReads(o: {
   o.files.finish(o.wanted.last);
 }
 
-/** Pulls exact byte counts off a stream as views of its chunks (no copy). */
+/**
+ * The chunk buffers one reader lends its provider (ChunkBuffers), reused: a chunk's buffer goes
+ * back to the free list only when nothing holds any part of it (the reader's current chunk, a
+ * part being compared or hashed, a part whose write has not landed). Up to `max` buffers are
+ * tracked; past that, or for a chunk it never lent, it allocates and forgets, as a stream would.
+ */
+export class ReadBuffers implements ChunkBuffers {
+  private readonly free: Buffer[] = [];
+  private readonly lent = new Map<ArrayBufferLike, { buf: Buffer; holds: number }>();
+  /** Buffers handed out again (for the tests and the bench). */
+  reused = 0;
+
+  constructor(
+    private readonly bytes = READ_CHUNK_BYTES,
+    private readonly max = READ_BUFFERS_PER_READER,
+  ) {}
+
+  take(): Uint8Array {
+    const again = this.free.pop();
+    if (again) {
+      this.reused++;
+      this.lent.get(again.buffer)!.holds = 1;
+      return again;
+    }
+    const buf = Buffer.allocUnsafeSlow(this.bytes);
+    if (this.lent.size < this.max) this.lent.set(buf.buffer, { buf, holds: 1 });
+    return buf;
+  }
+
+  give(buf: Uint8Array): void {
+    this.release(buf);
+  }
+
+  /** One more holder of the buffer under `part`. */
+  hold(part: Uint8Array): void {
+    const e = this.lent.get(part.buffer);
+    if (e) e.holds++;
+  }
+
+  /** One holder fewer; at none, the buffer is free for the next chunk. */
+  release(part: Uint8Array): void {
+    const e = this.lent.get(part.buffer);
+    if (!e || e.holds <= 0) return;
+    if (--e.holds === 0) this.free.push(e.buf);
+  }
+}
+
+/**
+ * Pulls exact byte counts off a stream as views of its chunks (no copy). With lent buffers, every
+ * part `take` returns holds its chunk's buffer until `done` is called for it.
+ */
 class ChunkReader {
   private readonly it: AsyncIterator<Uint8Array>;
   private chunk: Buffer = Buffer.alloc(0);
   private at = 0;
 
-  constructor(src: AsyncIterable<Uint8Array>) {
+  constructor(
+    src: AsyncIterable<Uint8Array>,
+    private readonly buffers?: ReadBuffers,
+  ) {
     this.it = src[Symbol.asyncIterator]();
   }
 
@@ -596,29 +653,46 @@ class ChunkReader {
     const out: Buffer[] = [];
     while (n > 0) {
       if (this.at === this.chunk.length) {
+        this.buffers?.release(this.chunk);
+        this.chunk = Buffer.alloc(0);
         const r = await this.it.next();
-        if (r.done) throw new IntegrityError('the piece ends early');
+        if (r.done) {
+          this.done(out);
+          throw new IntegrityError('the piece ends early');
+        }
         const c = r.value;
         this.chunk = Buffer.isBuffer(c) ? c : Buffer.from(c.buffer, c.byteOffset, c.byteLength);
         this.at = 0;
         continue;
       }
       const k = Math.min(n, this.chunk.length - this.at);
-      out.push(this.chunk.subarray(this.at, this.at + k));
+      const part = this.chunk.subarray(this.at, this.at + k);
+      this.buffers?.hold(part);
+      out.push(part);
       this.at += k;
       n -= k;
     }
     return out;
   }
 
+  /** The caller is done with these parts (from `take`): their buffers may be reused. */
+  done(parts: readonly Buffer[]): void {
+    if (this.buffers) for (const p of parts) this.buffers.release(p);
+  }
+
   /** Fails when the stream holds more than was taken. */
   async end(): Promise<void> {
     let extra = this.chunk.length - this.at;
-    for (let r = await this.it.next(); !r.done && extra === 0; r = await this.it.next()) extra += r.value.byteLength;
+    for (let r = await this.it.next(); !r.done && extra === 0; r = await this.it.next()) {
+      extra += r.value.byteLength;
+      this.buffers?.release(r.value);
+    }
     if (extra > 0) throw new IntegrityError('the piece goes on past its end');
   }
 
   async close(): Promise<void> {
+    this.buffers?.release(this.chunk);
+    this.chunk = Buffer.alloc(0);
     await this.it.return?.();
   }
 }
@@ -645,27 +719,45 @@ class WriteQueue {
 }
 
 /** Streams one planned read, checking every byte and writing the leaves, from `read.next` on. */
-async function consume(p: StorageProvider, read: PlannedRead, run: RestoreRun): Promise<void> {
+async function consume(p: StorageProvider, read: PlannedRead, run: RestoreRun, buffers?: ReadBuffers): Promise<void> {
   const from = read.next === 0 ? read.start : read.blocks[read.next]!.section;
   const r = new ChunkReader(
-    p.readRange(read.source.shard, { offset: from, length: read.end - from, signal: run.signal }),
+    p.readRange(read.source.shard, {
+      offset: from,
+      length: read.end - from,
+      signal: run.signal,
+      ...(buffers ? { buffers } : {}),
+    }),
+    buffers,
   );
   const writes = new WriteQueue();
+  /** Whether `parts` (from r.take) equal `want`; either way they are done with. */
+  const matches = (parts: Buffer[], want: Uint8Array): boolean => {
+    const ok = equalParts(parts, want);
+    r.done(parts);
+    return ok;
+  };
   try {
-    if (read.next === 0 && read.header && !equalParts(await r.take(read.header.length), read.header))
+    if (read.next === 0 && read.header && !matches(await r.take(read.header.length), read.header))
       throw new IntegrityError('the CAR header is not the one the manifest implies');
     for (; read.next < read.blocks.length; read.next++) {
       const b = read.blocks[read.next]!;
-      if (!equalParts(await r.take(b.prefix.length), b.prefix))
+      if (!matches(await r.take(b.prefix.length), b.prefix))
         throw new IntegrityError(`the framing of block ${b.cid} is not the one the block index implies`);
       const parts = await r.take(b.length);
       const h = crypto.createHash('sha256');
       for (const x of parts) h.update(x);
-      if (b.cid.multihash.code !== SHA256_CODE || !h.digest().equals(b.cid.multihash.digest))
+      if (b.cid.multihash.code !== SHA256_CODE || !h.digest().equals(b.cid.multihash.digest)) {
+        r.done(parts);
         throw new IntegrityError(`block ${b.cid} does not match its hash`);
+      }
       if (b.file) {
-        writes.add(b.file.write(parts, b.length, b.fileAt, b.cid.multihash.digest), b.length, run.fail);
+        // The parts are held until their write has landed (or failed), then their buffers go back.
+        const landed = b.file.write(parts, b.length, b.fileAt, b.cid.multihash.digest).finally(() => r.done(parts));
+        writes.add(landed, b.length, run.fail);
         if (writes.bytes > WRITE_AHEAD_BYTES) await writes.below(WRITE_AHEAD_BYTES);
+      } else {
+        r.done(parts);
       }
       run.signal.throwIfAborted();
     }
@@ -677,12 +769,12 @@ async function consume(p: StorageProvider, read: PlannedRead, run: RestoreRun): 
 }
 
 /** One planned read from the first replica that passes, going on from the first unchecked block. */
-async function runRead(read: PlannedRead, run: RestoreRun): Promise<void> {
+async function runRead(read: PlannedRead, run: RestoreRun, buffers?: ReadBuffers): Promise<void> {
   for (;;) {
     run.signal.throwIfAborted();
     const p = await read.source.provider();
     try {
-      await consume(p, read, run);
+      await consume(p, read, run, buffers);
       read.source.markServed(p);
       run.report('fetch');
       return;
@@ -787,6 +879,8 @@ export async function restoreDataset(o: RestoreOptions): Promise<RestoreSummary>
     );
     const plan = planReads({ manifest, pages, wanted, files, readBytes: o.readBytes ?? RESTORE_READ_BYTES, run: r });
     const worker = async () => {
+      // Each reader lends its provider the same few chunk buffers, read after read.
+      const buffers = new ReadBuffers();
       while (!abort.signal.aborted) {
         let next: IteratorResult<PlannedRead>;
         try {
@@ -795,7 +889,7 @@ export async function restoreDataset(o: RestoreOptions): Promise<RestoreSummary>
           return r.fail(err);
         }
         if (next.done) return;
-        await runRead(next.value, r).catch(r.fail);
+        await runRead(next.value, r, buffers).catch(r.fail);
       }
     };
     await Promise.all(Array.from({ length: Math.max(1, o.parallelReads ?? RESTORE_PARALLEL_READS) }, worker));
