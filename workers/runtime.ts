@@ -198,6 +198,14 @@ async function withWorker<T>(
       taskQueue: config.temporal.taskQueue,
       plugins: [new ProvenantPlugin({ config })],
       ...(o.cache ? {} : { maxCachedWorkflows: 0 }),
+      // One command's worker runs its workflows on this thread, in the SDK's one reused sandbox
+      // context, instead of a workflow thread of their own: that thread is an isolate of its own,
+      // ~40 MiB (a 1 GiB restore on Node 24 peaked at 325-330 MiB this way, 369-378 with it).
+      // The SDK calls this debugMode (a debugger can attach to threads it cannot see); the
+      // deadlock timeout it would lift is kept (an option the SDK reads but does not type).
+      // `provenant worker` keeps the thread.
+      debugMode: true,
+      ...({ isolateExecutionTimeout: '5s' } as object),
     });
     running = worker.run();
     running.catch(() => {});
