@@ -8,59 +8,14 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { before, describe, it } from 'node:test';
-import { scanLocal } from '../../../activities/ingest/scan.js';
-import { writeManifest } from '../../../activities/manifest/manifest.js';
-import { FILES, readShards, runPack } from '../../../activities/pack/packer.js';
-import type { ShardInfo } from '../../../activities/pack/shard-writer.js';
 import { LocalProvider } from '../../../activities/providers/local.js';
 import { restoreDataset } from '../../../activities/restore/restore.js';
-import { bytesOf, readTree, tmpDir, writeTree } from '../../helpers/env.js';
+import { bytesOf, readTree, tmpDir } from '../../helpers/env.js';
+import { archiveToLocal, type LocalArchive } from '../../helpers/local-archive.js';
 
 const MiB = 1024 * 1024;
 
-interface Archive {
-  src: string;
-  manifestCid: string;
-  shards: ShardInfo[];
-  roots: string[];
-}
-
-async function archive(files: Record<string, Buffer | string>, shardBytes: number): Promise<Archive> {
-  const src = tmpDir('pv-ht-src-');
-  writeTree(src, files);
-  const dir = tmpDir('pv-ht-stage-');
-  const listingPath = path.join(dir, 'listing.ndjson');
-  await scanLocal(src, listingPath);
-  const packed = await runPack({ sourceRoot: src, listingPath, dir, shardBytes });
-  const shards = readShards(dir);
-  const manifestPath = path.join(dir, 'manifest.car');
-  const manifest = await writeManifest(
-    {
-      datasetId: 'hash-threads',
-      root: packed.rootCid,
-      source: { kind: 'local', uri: `file://${src}` },
-      meta: {},
-      tool: { name: 'provenant', version: 'test' },
-      createdAt: new Date(0).toISOString(),
-      layout: { chunkBytes: MiB, fileWidth: 1024, shardBytes },
-    },
-    shards,
-    path.join(dir, FILES),
-    manifestPath,
-    1 << 30,
-  );
-  const roots = [tmpDir('pv-ht-a-'), tmpDir('pv-ht-b-')];
-  for (const [i, root] of roots.entries()) {
-    const p = new LocalProvider(i === 0 ? 'a' : 'b', root);
-    for (const s of shards) {
-      await p.put({ pieceCid: s.pieceCid, carCid: s.carCid, rootCid: s.rootCid, bytes: s.carBytes }, () =>
-        fs.createReadStream(path.join(dir, s.file)),
-      );
-    }
-    await p.put(manifest, () => fs.createReadStream(manifestPath));
-  }
-  return { src, manifestCid: manifest.rootCid, shards, roots };
-}
+type Archive = LocalArchive;
 
 const providersOf = (a: Archive) => a.roots.map((root, i) => new LocalProvider(i === 0 ? 'a' : 'b', root));
 
@@ -90,7 +45,7 @@ function corrupt(a: Archive, replicas: number[]): () => void {
 describe('restore with hash threads', () => {
   let a: Archive;
   before(async () => {
-    a = await archive(
+    a = await archiveToLocal(
       {
         'big/one.bin': bytesOf(9 * MiB + 12345, 'one'),
         'big/two.bin': bytesOf(6 * MiB + 3, 'two'),
@@ -99,6 +54,7 @@ describe('restore with hash threads', () => {
         'small/empty': '',
       },
       24 * MiB,
+      { datasetId: 'hash-threads' },
     );
   });
 

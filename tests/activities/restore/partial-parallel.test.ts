@@ -9,14 +9,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { before, describe, it } from 'node:test';
 import { CarIndexer } from '@ipld/car/indexer';
-import { scanLocal } from '../../../activities/ingest/scan.js';
-import { writeManifest } from '../../../activities/manifest/manifest.js';
-import { FILES, readShards, runPack } from '../../../activities/pack/packer.js';
-import type { ShardInfo } from '../../../activities/pack/shard-writer.js';
 import { LocalProvider } from '../../../activities/providers/local.js';
 import type { StorageProvider } from '../../../activities/providers/provider.js';
 import { restoreDataset } from '../../../activities/restore/restore.js';
-import { bytesOf, readTree, tmpDir, writeTree } from '../../helpers/env.js';
+import { bytesOf, readTree, tmpDir } from '../../helpers/env.js';
+import { archiveToLocal, type LocalArchive } from '../../helpers/local-archive.js';
 
 const MiB = 1024 * 1024;
 
@@ -37,49 +34,7 @@ function counting(p: StorageProvider, reads: string[], offsets: [string, string,
   });
 }
 
-interface Archive {
-  src: string;
-  manifestCid: string;
-  shards: ShardInfo[];
-  roots: string[];
-}
-
-async function archive(files: Record<string, Buffer | string>, shardBytes: number): Promise<Archive> {
-  const src = tmpDir('pv-src-');
-  writeTree(src, files);
-  const dir = tmpDir('pv-stage-');
-  const listingPath = path.join(dir, 'listing.ndjson');
-  await scanLocal(src, listingPath);
-  const packed = await runPack({ sourceRoot: src, listingPath, dir, shardBytes });
-  const shards = readShards(dir);
-  const manifestPath = path.join(dir, 'manifest.car');
-  const manifest = await writeManifest(
-    {
-      datasetId: 'partial',
-      root: packed.rootCid,
-      source: { kind: 'local', uri: `file://${src}` },
-      meta: {},
-      tool: { name: 'provenant', version: 'test' },
-      createdAt: new Date(0).toISOString(),
-      layout: { chunkBytes: MiB, fileWidth: 1024, shardBytes },
-    },
-    shards,
-    path.join(dir, FILES),
-    manifestPath,
-    1 << 30,
-  );
-  const roots = [tmpDir('pv-prov-a-'), tmpDir('pv-prov-b-')];
-  for (const [i, root] of roots.entries()) {
-    const p = new LocalProvider(i === 0 ? 'a' : 'b', root);
-    for (const s of shards) {
-      await p.put({ pieceCid: s.pieceCid, carCid: s.carCid, rootCid: s.rootCid, bytes: s.carBytes }, () =>
-        fs.createReadStream(path.join(dir, s.file)),
-      );
-    }
-    await p.put(manifest, () => fs.createReadStream(manifestPath));
-  }
-  return { src, manifestCid: manifest.rootCid, shards, roots };
-}
+type Archive = LocalArchive;
 
 /** Fresh provider objects on the archive's directories, counting reads. */
 function providersOf(a: Archive, reads: string[] = [], offsets: [string, string, number][] = []): StorageProvider[] {
@@ -109,7 +64,7 @@ describe('partial and parallel restore', () => {
     };
     for (let i = 0; i < 6; i++) files[`data/train/part-${i}.bin`] = bytesOf(700 * 1024 + i, `train-${i}`);
     for (let i = 0; i < 10; i++) files[`data/bulk/${i}.bin`] = bytesOf(MiB, `bulk-${i}`);
-    a = await archive(files, 2 * MiB);
+    a = await archiveToLocal(files, 2 * MiB, { datasetId: 'partial' });
     assert.ok(a.shards.length >= 10, `${a.shards.length} shards`);
   });
 

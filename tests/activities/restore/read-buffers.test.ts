@@ -9,13 +9,11 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { before, describe, it } from 'node:test';
-import { scanLocal } from '../../../activities/ingest/scan.js';
-import { writeManifest } from '../../../activities/manifest/manifest.js';
-import { FILES, readShards, runPack } from '../../../activities/pack/packer.js';
 import { LocalProvider } from '../../../activities/providers/local.js';
 import type { ChunkBuffers, RangeOptions, StorageProvider } from '../../../activities/providers/provider.js';
 import { ReadBuffers, restoreDataset } from '../../../activities/restore/restore.js';
-import { bytesOf, readTree, tmpDir, writeTree } from '../../helpers/env.js';
+import { bytesOf, readTree, tmpDir } from '../../helpers/env.js';
+import { archiveToLocal, localProviderId } from '../../helpers/local-archive.js';
 
 const MiB = 1024 * 1024;
 
@@ -57,40 +55,10 @@ describe('chunk buffers lent to providers', () => {
   before(async () => {
     for (let i = 0; i < 120; i++) files[`small/${String(i).padStart(3, '0')}.bin`] = bytesOf(1 + i * 8191, `s-${i}`);
     for (let i = 0; i < 4; i++) files[`big/${i}.bin`] = bytesOf(3 * MiB + i * 4097, `b-${i}`);
-    const src = tmpDir('pv-lend-src-');
-    writeTree(src, files);
-    const dir = tmpDir('pv-lend-stage-');
-    const listingPath = path.join(dir, 'listing.ndjson');
-    await scanLocal(src, listingPath);
-    const shardBytes = 4 * MiB;
-    const packed = await runPack({ sourceRoot: src, listingPath, dir, shardBytes });
-    const shards = readShards(dir);
-    const manifestPath = path.join(dir, 'manifest.car');
-    const manifest = await writeManifest(
-      {
-        datasetId: 'lend',
-        root: packed.rootCid,
-        source: { kind: 'local', uri: `file://${src}` },
-        meta: {},
-        tool: { name: 'provenant', version: 'test' },
-        createdAt: new Date(0).toISOString(),
-        layout: { chunkBytes: MiB, fileWidth: 1024, shardBytes },
-      },
-      shards,
-      path.join(dir, FILES),
-      manifestPath,
-      1 << 30,
-    );
-    const root = tmpDir('pv-lend-prov-');
-    local = new LocalProvider('lend', root);
-    for (const s of shards) {
-      await local.put({ pieceCid: s.pieceCid, carCid: s.carCid, rootCid: s.rootCid, bytes: s.carBytes }, () =>
-        fs.createReadStream(path.join(dir, s.file)),
-      );
-    }
-    await local.put(manifest, () => fs.createReadStream(manifestPath));
-    manifestCid = manifest.rootCid;
-    shardFile = { file: path.join(dir, shards[0]!.file), pieceCid: shards[0]!.pieceCid };
+    const a = await archiveToLocal(files, 4 * MiB, { datasetId: 'lend', providers: 1 });
+    local = new LocalProvider(localProviderId(0), a.roots[0]!);
+    manifestCid = a.manifestCid;
+    shardFile = { file: path.join(a.dir, a.shards[0]!.file), pieceCid: a.shards[0]!.pieceCid };
   });
 
   it('local provider: reads a range into lent buffers, a prefix of one per chunk', async () => {
