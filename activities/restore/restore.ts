@@ -595,7 +595,7 @@ function* planReads(o: {
 export class ReadBuffers implements ChunkBuffers {
   private readonly free: Buffer[] = [];
   private readonly lent = new Map<ArrayBufferLike, { buf: Buffer; holds: number }>();
-  /** Buffers handed out again (for the tests and the bench). */
+  /** Buffers handed out again (the tests read it). */
   reused = 0;
 
   constructor(
