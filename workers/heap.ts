@@ -2,9 +2,9 @@
  * V8 heap tuning for a process that Provenant owns and that runs a worker: the CLI's in-process
  * worker (workers/runtime.ts) and `provenant worker` (workers/main.ts).
  *
- * V8 grows a busy isolate's young generation (new space) from 1 MiB semi-spaces up to 16 MiB
- * (Node 20) or 32+ MiB (Node 24), in every isolate: the main one, the SDK's workflow thread, the
- * pack and hash threads. A pack or a restore allocates fast (stream chunks, promises), so every
+ * V8 grows a busy isolate's young generation (new space) from its 1 MiB semi-spaces up to 32 MiB
+ * (Node 20) or 128 MiB (Node 24; tests/workers/heap.test.ts), in every isolate: the main one, the
+ * SDK's workflow thread, the pack and hash threads. A pack or a restore allocates fast (stream chunks, promises), so every
  * isolate grows to the maximum and keeps it: on Node 24, a 1 GiB restore on an in-process worker
  * peaked at 395-469 MiB with a main heap of 184 MiB committed for 48 MiB live. Held at its
  * starting size (`--semi-space-growth-factor=1`), the same restore peaked at 339-377 MiB with
@@ -24,7 +24,7 @@
  */
 import v8 from 'node:v8';
 
-export const YOUNG_GENERATION_FLAG = '--semi-space-growth-factor=1';
+const YOUNG_GENERATION_FLAG = '--semi-space-growth-factor=1';
 
 let applied = false;
 

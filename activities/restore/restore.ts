@@ -634,8 +634,8 @@ export class ReadBuffers implements ChunkBuffers {
 }
 
 /**
- * Pulls exact byte counts off a stream as views of its chunks (no copy). With lent buffers, every
- * part `take` returns holds its chunk's buffer until `done` is called for it.
+ * Pulls exact byte counts off a stream as views of its chunks (no copy). Every part `take` returns
+ * holds its chunk's buffer (when it is one of the lent ones) until `done` is called for it.
  */
 class ChunkReader {
   private readonly it: AsyncIterator<Uint8Array>;
@@ -644,7 +644,7 @@ class ChunkReader {
 
   constructor(
     src: AsyncIterable<Uint8Array>,
-    private readonly buffers?: ReadBuffers,
+    private readonly buffers: ReadBuffers,
   ) {
     this.it = src[Symbol.asyncIterator]();
   }
@@ -653,7 +653,7 @@ class ChunkReader {
     const out: Buffer[] = [];
     while (n > 0) {
       if (this.at === this.chunk.length) {
-        this.buffers?.release(this.chunk);
+        this.buffers.release(this.chunk);
         this.chunk = Buffer.alloc(0);
         const r = await this.it.next();
         if (r.done) {
@@ -667,7 +667,7 @@ class ChunkReader {
       }
       const k = Math.min(n, this.chunk.length - this.at);
       const part = this.chunk.subarray(this.at, this.at + k);
-      this.buffers?.hold(part);
+      this.buffers.hold(part);
       out.push(part);
       this.at += k;
       n -= k;
@@ -677,7 +677,7 @@ class ChunkReader {
 
   /** The caller is done with these parts (from `take`): their buffers may be reused. */
   done(parts: readonly Buffer[]): void {
-    if (this.buffers) for (const p of parts) this.buffers.release(p);
+    for (const p of parts) this.buffers.release(p);
   }
 
   /** Fails when the stream holds more than was taken. */
@@ -685,13 +685,13 @@ class ChunkReader {
     let extra = this.chunk.length - this.at;
     for (let r = await this.it.next(); !r.done && extra === 0; r = await this.it.next()) {
       extra += r.value.byteLength;
-      this.buffers?.release(r.value);
+      this.buffers.release(r.value);
     }
     if (extra > 0) throw new IntegrityError('the piece goes on past its end');
   }
 
   async close(): Promise<void> {
-    this.buffers?.release(this.chunk);
+    this.buffers.release(this.chunk);
     this.chunk = Buffer.alloc(0);
     await this.it.return?.();
   }
@@ -719,15 +719,10 @@ class WriteQueue {
 }
 
 /** Streams one planned read, checking every byte and writing the leaves, from `read.next` on. */
-async function consume(p: StorageProvider, read: PlannedRead, run: RestoreRun, buffers?: ReadBuffers): Promise<void> {
+async function consume(p: StorageProvider, read: PlannedRead, run: RestoreRun, buffers: ReadBuffers): Promise<void> {
   const from = read.next === 0 ? read.start : read.blocks[read.next]!.section;
   const r = new ChunkReader(
-    p.readRange(read.source.shard, {
-      offset: from,
-      length: read.end - from,
-      signal: run.signal,
-      ...(buffers ? { buffers } : {}),
-    }),
+    p.readRange(read.source.shard, { offset: from, length: read.end - from, signal: run.signal, buffers }),
     buffers,
   );
   const writes = new WriteQueue();
@@ -769,7 +764,7 @@ async function consume(p: StorageProvider, read: PlannedRead, run: RestoreRun, b
 }
 
 /** One planned read from the first replica that passes, going on from the first unchecked block. */
-async function runRead(read: PlannedRead, run: RestoreRun, buffers?: ReadBuffers): Promise<void> {
+async function runRead(read: PlannedRead, run: RestoreRun, buffers: ReadBuffers): Promise<void> {
   for (;;) {
     run.signal.throwIfAborted();
     const p = await read.source.provider();
